@@ -1,0 +1,28 @@
+/* addr.h -- a network address as plain data, so core can compare and gossip
+ * addresses without touching sockets. IPv4 and IPv6, with a port.
+ */
+#ifndef SHOAL_CORE_ADDR_H
+#define SHOAL_CORE_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHOAL_ADDR_STRLEN 56 /* "[v6]:port" plus NUL */
+
+struct shoal_addr {
+    uint8_t family; /* 4 or 6; 0 = unset */
+    uint8_t ip[16]; /* IPv4 uses the first 4 bytes, network order */
+    uint16_t port;  /* host order */
+};
+
+/* Parses "IP:PORT" or "[IPv6]:PORT". Returns 0 or SHOAL_EINVAL. */
+int shoal_addr_parse(const char *s, struct shoal_addr *out);
+/* Writes "IP:PORT" into buf (at least SHOAL_ADDR_STRLEN). Returns buf. */
+char *shoal_addr_format(const struct shoal_addr *a, char *buf, size_t len);
+bool shoal_addr_eq(const struct shoal_addr *a, const struct shoal_addr *b);
+/* Parses a duration "250ms", "2s", "1m", "1h" or a bare number of ms. Returns
+ * 0 or SHOAL_EINVAL. */
+int shoal_duration_parse(const char *s, uint32_t *ms_out);
+
+#endif
