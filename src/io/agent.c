@@ -1,0 +1,536 @@
+/* agent.c -- `shoal agent`: flags, data dir, identity, then one node, the
+ * HTTP API and the signal watchers on the default libev loop.
+ *
+ * Start-up order: parse every flag (exit 2 on a bad one), lock the data
+ * dir, load the identity and cluster key, listen for HTTP, raise the
+ * generation, bind UDP (exit 1 on any of these). SIGTERM/SIGINT or POST
+ * /v1/leave start a graceful leave; the loop keeps running until core says
+ * the leave is done or --leave-timeout passes, then the agent exits 0.
+ */
+#include "io/agent.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/swim.h"
+#include "io/api.h"
+#include "io/datadir.h"
+#include "io/http.h"
+#include "io/log.h"
+#include "io/node.h"
+#include "io/udp.h"
+#include "wire/wire.h"
+
+/* After the leave is done, the loop runs this much longer so the reply to
+ * POST /v1/leave is written: http.h has no "response flushed" notice. */
+#define AGENT_EXIT_LINGER_S 0.1
+/* Bounds for --max-datagram: the smallest datagram core accepts (envelope,
+ * a message and two updates, all with the longest names), and the largest
+ * IPv4 UDP payload. */
+#define AGENT_MIN_DATAGRAM                                                                         \
+    (SHOAL_ENVELOPE_BYTES + SHOAL_MSG_BASE_BYTES + 4 * SHOAL_NAME_MAX + 2 * SHOAL_UPDATE_BASE_BYTES)
+#define AGENT_MAX_DATAGRAM 65507
+#define AGENT_MAX_JOIN 64
+
+static const char agent_usage[] =
+    "usage: shoal agent [--name NAME] [--bind IP:PORT] [--advertise IP:PORT] [--http IP:PORT]\n"
+    "                   [--data-dir DIR] [--cluster-key FILE] [--join IP:PORT]...\n"
+    "                   [--probe-interval D] [--probe-timeout D] [--gossip-interval D]\n"
+    "                   [--gossip-fanout N] [--indirect-checks N] [--suspicion-mult N]\n"
+    "                   [--suspicion-max-mult N] [--retransmit-mult N] [--pushpull-interval D]\n"
+    "                   [--gossip-to-dead D] [--reap D] [--max-datagram N] [--leave-timeout D]\n"
+    "                   [--log-level debug|info|warn|error]\n"
+    "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds.\n"
+    "Defaults: --bind 127.0.0.1:7946, --advertise = --bind, --http 127.0.0.1:7947,\n"
+    "--data-dir /var/lib/shoal, name = hostname, leave-timeout 3s, log-level info;\n"
+    "protocol constants follow memberlist's LAN profile.\n";
+
+static const char see_help[] = "run 'shoal agent --help' for the flags\n";
+
+struct agent_opts {
+    char name[SHOAL_NAME_MAX];
+    struct shoal_addr bind, advertise, http;
+    const char *bind_s, *advertise_s;
+    const char *probe_interval_s, *probe_timeout_s;
+    const char *data_dir, *cluster_key;
+    struct shoal_addr joins[AGENT_MAX_JOIN];
+    size_t n_joins;
+    struct shoal_swim_config swim;
+    uint32_t leave_timeout_ms;
+    enum shoal_log_level log_level;
+};
+
+struct agent {
+    struct ev_loop *loop;
+    struct shoal_node *node;
+    struct shoal_http_server *http;
+    struct shoal_api api;
+    ev_signal sigterm, sigint;
+    ev_timer leave_timer, linger_timer;
+    uint32_t leave_timeout_ms;
+    bool leaving, finishing;
+    int exit_code;
+};
+
+enum {
+    OPT_NAME = 256,
+    OPT_BIND,
+    OPT_ADVERTISE,
+    OPT_HTTP,
+    OPT_DATA_DIR,
+    OPT_CLUSTER_KEY,
+    OPT_JOIN,
+    OPT_PROBE_INTERVAL,
+    OPT_PROBE_TIMEOUT,
+    OPT_GOSSIP_INTERVAL,
+    OPT_GOSSIP_FANOUT,
+    OPT_INDIRECT_CHECKS,
+    OPT_SUSPICION_MULT,
+    OPT_SUSPICION_MAX_MULT,
+    OPT_RETRANSMIT_MULT,
+    OPT_PUSHPULL_INTERVAL,
+    OPT_GOSSIP_TO_DEAD,
+    OPT_REAP,
+    OPT_MAX_DATAGRAM,
+    OPT_LEAVE_TIMEOUT,
+    OPT_LOG_LEVEL,
+};
+
+static const struct option agent_options[] = {
+    {"name", required_argument, NULL, OPT_NAME},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"advertise", required_argument, NULL, OPT_ADVERTISE},
+    {"http", required_argument, NULL, OPT_HTTP},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"cluster-key", required_argument, NULL, OPT_CLUSTER_KEY},
+    {"join", required_argument, NULL, OPT_JOIN},
+    {"probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL},
+    {"probe-timeout", required_argument, NULL, OPT_PROBE_TIMEOUT},
+    {"gossip-interval", required_argument, NULL, OPT_GOSSIP_INTERVAL},
+    {"gossip-fanout", required_argument, NULL, OPT_GOSSIP_FANOUT},
+    {"indirect-checks", required_argument, NULL, OPT_INDIRECT_CHECKS},
+    {"suspicion-mult", required_argument, NULL, OPT_SUSPICION_MULT},
+    {"suspicion-max-mult", required_argument, NULL, OPT_SUSPICION_MAX_MULT},
+    {"retransmit-mult", required_argument, NULL, OPT_RETRANSMIT_MULT},
+    {"pushpull-interval", required_argument, NULL, OPT_PUSHPULL_INTERVAL},
+    {"gossip-to-dead", required_argument, NULL, OPT_GOSSIP_TO_DEAD},
+    {"reap", required_argument, NULL, OPT_REAP},
+    {"max-datagram", required_argument, NULL, OPT_MAX_DATAGRAM},
+    {"leave-timeout", required_argument, NULL, OPT_LEAVE_TIMEOUT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int bad_value(const char *flag, const char *val, const char *why)
+{
+    fprintf(stderr, "shoal agent: bad --%s '%s': %s\n", flag, val, why);
+    return 2;
+}
+
+static int parse_addr_flag(const char *flag, const char *val, struct shoal_addr *out)
+{
+    if (shoal_addr_parse(val, out) != 0)
+        return bad_value(flag, val, "expected IP:PORT or [IPv6]:PORT with a port 1-65535");
+    return 0;
+}
+
+/* min_ms: smallest accepted value (0 or 1). */
+static int parse_duration_flag(const char *flag, const char *val, uint32_t min_ms, uint32_t *out)
+{
+    if (shoal_duration_parse(val, out) != 0)
+        return bad_value(flag, val,
+                         "expected a duration such as 250ms, 2s, 1m, 1h or bare milliseconds");
+    if (*out < min_ms)
+        return bad_value(flag, val, "must be at least 1ms");
+    return 0;
+}
+
+static int parse_count_flag(const char *flag, const char *val, uint32_t min, uint32_t max,
+                            uint32_t *out)
+{
+    char *end, why[96];
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    if (val[0] < '0' || val[0] > '9' || *end || errno) {
+        return bad_value(flag, val, "expected a whole number");
+    }
+    if (v < min || v > max) {
+        snprintf(why, sizeof(why), "must be between %" PRIu32 " and %" PRIu32, min, max);
+        return bad_value(flag, val, why);
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static bool addr_is_wildcard(const struct shoal_addr *a)
+{
+    static const uint8_t zero[16];
+    return memcmp(a->ip, zero, a->family == 6 ? 16 : 4) == 0;
+}
+
+/* Fills o from argv. Returns 0, 2 after printing why, or -1 for --help. */
+static int agent_parse(int argc, char **argv, struct agent_opts *o)
+{
+    int rc = 0, opt;
+
+    memset(o, 0, sizeof(*o));
+    shoal_swim_config_defaults(&o->swim);
+    (void)shoal_addr_parse("127.0.0.1:7946", &o->bind);
+    (void)shoal_addr_parse("127.0.0.1:7947", &o->http);
+    o->bind_s = "127.0.0.1:7946";
+    o->data_dir = "/var/lib/shoal";
+    o->leave_timeout_ms = 3000;
+    o->log_level = SHOAL_LOG_INFO;
+
+    optind = 0; /* glibc: full re-initialisation, argv may be reused */
+    opterr = 0;
+    while (rc == 0 && (opt = getopt_long(argc, argv, ":h", agent_options, NULL)) != -1) {
+        const char *v = optarg;
+        switch (opt) {
+        case 'h':
+            fputs(agent_usage, stdout);
+            return -1;
+        case OPT_NAME:
+            if (!shoal_name_valid(v))
+                rc = bad_value("name", v,
+                               "must be 1-63 of [A-Za-z0-9._-], starting with a letter or digit");
+            else
+                memcpy(o->name, v, strlen(v) + 1); /* valid names fit */
+            break;
+        case OPT_BIND:
+            rc = parse_addr_flag("bind", v, &o->bind);
+            o->bind_s = v;
+            break;
+        case OPT_ADVERTISE:
+            rc = parse_addr_flag("advertise", v, &o->advertise);
+            o->advertise_s = v;
+            break;
+        case OPT_HTTP:
+            rc = parse_addr_flag("http", v, &o->http);
+            break;
+        case OPT_DATA_DIR:
+            if (!*v)
+                rc = bad_value("data-dir", v, "must not be empty");
+            o->data_dir = v;
+            break;
+        case OPT_CLUSTER_KEY:
+            if (!*v)
+                rc = bad_value("cluster-key", v, "must not be empty");
+            o->cluster_key = v;
+            break;
+        case OPT_JOIN:
+            if (o->n_joins == AGENT_MAX_JOIN)
+                rc = bad_value("join", v, "too many --join flags (at most 64)");
+            else if ((rc = parse_addr_flag("join", v, &o->joins[o->n_joins])) == 0)
+                o->n_joins++;
+            break;
+        case OPT_PROBE_INTERVAL:
+            rc = parse_duration_flag("probe-interval", v, 1, &o->swim.probe_interval_ms);
+            o->probe_interval_s = v;
+            break;
+        case OPT_PROBE_TIMEOUT:
+            rc = parse_duration_flag("probe-timeout", v, 1, &o->swim.probe_timeout_ms);
+            o->probe_timeout_s = v;
+            break;
+        case OPT_GOSSIP_INTERVAL:
+            rc = parse_duration_flag("gossip-interval", v, 1, &o->swim.gossip_interval_ms);
+            break;
+        case OPT_GOSSIP_FANOUT:
+            rc = parse_count_flag("gossip-fanout", v, 1, 64, &o->swim.gossip_fanout);
+            break;
+        case OPT_INDIRECT_CHECKS:
+            rc = parse_count_flag("indirect-checks", v, 0, 64, &o->swim.indirect_checks);
+            break;
+        case OPT_SUSPICION_MULT:
+            rc = parse_count_flag("suspicion-mult", v, 1, 1000, &o->swim.suspicion_mult);
+            break;
+        case OPT_SUSPICION_MAX_MULT:
+            rc = parse_count_flag("suspicion-max-mult", v, 1, 1000, &o->swim.suspicion_max_mult);
+            break;
+        case OPT_RETRANSMIT_MULT:
+            rc = parse_count_flag("retransmit-mult", v, 1, 1000, &o->swim.retransmit_mult);
+            break;
+        case OPT_PUSHPULL_INTERVAL:
+            rc = parse_duration_flag("pushpull-interval", v, 0, &o->swim.pushpull_interval_ms);
+            break;
+        case OPT_GOSSIP_TO_DEAD:
+            rc = parse_duration_flag("gossip-to-dead", v, 0, &o->swim.gossip_to_dead_ms);
+            break;
+        case OPT_REAP:
+            rc = parse_duration_flag("reap", v, 1, &o->swim.reap_ms);
+            break;
+        case OPT_MAX_DATAGRAM:
+            rc = parse_count_flag("max-datagram", v, AGENT_MIN_DATAGRAM, AGENT_MAX_DATAGRAM,
+                                  &o->swim.max_datagram);
+            break;
+        case OPT_LEAVE_TIMEOUT:
+            rc = parse_duration_flag("leave-timeout", v, 0, &o->leave_timeout_ms);
+            break;
+        case OPT_LOG_LEVEL:
+            if (shoal_log_level_parse(v, &o->log_level) != 0)
+                rc = bad_value("log-level", v, "expected debug, info, warn or error");
+            break;
+        case ':':
+            fprintf(stderr, "shoal agent: %s needs a value\n%s", argv[optind - 1], see_help);
+            return 2;
+        default:
+            fprintf(stderr, "shoal agent: unknown flag '%s'\n%s", argv[optind - 1], see_help);
+            return 2;
+        }
+    }
+    if (rc)
+        return rc;
+    if (optind < argc) {
+        fprintf(stderr, "shoal agent: unexpected argument '%s'\n%s", argv[optind], see_help);
+        return 2;
+    }
+    if (o->swim.probe_timeout_ms >= o->swim.probe_interval_ms) {
+        char why[128];
+        snprintf(why, sizeof(why), "must be shorter than --probe-interval (%" PRIu32 "ms)",
+                 o->swim.probe_interval_ms);
+        return bad_value("probe-timeout", o->probe_timeout_s ? o->probe_timeout_s : "500ms", why);
+    }
+    if (!o->advertise.family) {
+        o->advertise = o->bind;
+        if (addr_is_wildcard(&o->bind))
+            return bad_value("bind", o->bind_s,
+                             "a wildcard address cannot be advertised; set --advertise");
+    } else if (addr_is_wildcard(&o->advertise)) {
+        return bad_value("advertise", o->advertise_s,
+                         "a wildcard address cannot be advertised to other nodes");
+    }
+    if (!o->name[0]) {
+        char host[256] = "";
+        if (gethostname(host, sizeof(host) - 1) != 0 || !shoal_name_valid(host)) {
+            fprintf(stderr,
+                    "shoal agent: the hostname '%s' is not a valid member name "
+                    "(1-63 of [A-Za-z0-9._-]); set --name\n",
+                    host);
+            return 2;
+        }
+        memcpy(o->name, host, strlen(host) + 1); /* valid names fit */
+    }
+    return 0;
+}
+
+static void agent_stop_loop(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Ends the run: a short linger lets pending HTTP replies go out. */
+static void agent_finish(struct agent *a, int code)
+{
+    if (a->finishing)
+        return;
+    a->finishing = true;
+    a->exit_code = code;
+    ev_timer_stop(a->loop, &a->leave_timer);
+    ev_timer_start(a->loop, &a->linger_timer);
+}
+
+static void agent_left(void *ud)
+{
+    struct agent *a = ud;
+    shoal_log_info("agent", "left the cluster");
+    agent_finish(a, 0);
+}
+
+static void agent_leave_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct agent *a = w->data;
+    shoal_log_warn("agent", "leave not confirmed within %" PRIu32 "ms; exiting anyway",
+                   a->leave_timeout_ms);
+    agent_finish(a, 0);
+}
+
+static void agent_begin_leave(struct agent *a)
+{
+    if (a->leaving)
+        return;
+    a->leaving = true;
+    shoal_log_info("agent", "leaving the cluster (timeout %" PRIu32 "ms)", a->leave_timeout_ms);
+    ev_timer_set(&a->leave_timer, a->leave_timeout_ms / 1000.0, 0.);
+    ev_timer_start(a->loop, &a->leave_timer);
+    shoal_node_leave(a->node); /* may call agent_left() at once */
+}
+
+static void agent_api_leave(void *ud) { agent_begin_leave(ud); }
+
+static void agent_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct agent *a = w->data;
+    if (a->leaving) {
+        /* A second signal cuts the leave (and any linger) short. */
+        shoal_log_warn("agent", "signal %d during leave: exiting now", w->signum);
+        a->exit_code = 1;
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    shoal_log_info("agent", "signal %d: leaving gracefully", w->signum);
+    agent_begin_leave(a);
+}
+
+static uint64_t wall_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The run after flags: returns the exit status. */
+static int agent_run(struct agent_opts *o)
+{
+    struct shoal_node_config nc;
+    struct shoal_cluster_key ck;
+    struct agent a;
+    char bs[SHOAL_ADDR_STRLEN], hs[SHOAL_ADDR_STRLEN], as[SHOAL_ADDR_STRLEN];
+    int rc, lock_fd, status = 1;
+
+    memset(&a, 0, sizeof(a));
+    memset(&nc, 0, sizeof(nc));
+    shoal_addr_format(&o->bind, bs, sizeof(bs));
+    shoal_addr_format(&o->http, hs, sizeof(hs));
+    shoal_addr_format(&o->advertise, as, sizeof(as));
+
+    if ((rc = shoal_datadir_prepare(o->data_dir)) != 0) {
+        fprintf(stderr, "shoal agent: cannot create data dir '%s': %s\n", o->data_dir,
+                shoal_datadir_strerror(rc));
+        return 1;
+    }
+    lock_fd = shoal_datadir_lock(o->data_dir);
+    if (lock_fd < 0) {
+        if (lock_fd == -EWOULDBLOCK)
+            fprintf(stderr, "shoal agent: data dir '%s' is in use by another agent\n", o->data_dir);
+        else
+            fprintf(stderr, "shoal agent: cannot lock data dir '%s': %s\n", o->data_dir,
+                    shoal_datadir_strerror(lock_fd));
+        return 1;
+    }
+    if ((rc = shoal_identity_load_or_create(o->data_dir, &nc.identity)) != 0) {
+        fprintf(stderr, "shoal agent: cannot load or create %s/identity.key: %s\n", o->data_dir,
+                shoal_strerror(rc));
+        goto out_lock;
+    }
+    if (o->cluster_key) {
+        if ((rc = shoal_cluster_key_load(o->cluster_key, &ck)) != 0) {
+            fprintf(stderr, "shoal agent: cannot load cluster key '%s': %s\n", o->cluster_key,
+                    shoal_strerror(rc));
+            goto out_lock;
+        }
+        shoal_identity_endorse(&nc.identity, &ck);
+        nc.has_cluster_key = true;
+        memcpy(nc.cluster_pk, ck.pk, sizeof(nc.cluster_pk));
+        explicit_bzero(&ck, sizeof(ck));
+    }
+
+    a.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!a.loop) {
+        fprintf(stderr, "shoal agent: cannot initialise libev\n");
+        goto out_lock;
+    }
+    a.api.ud = &a;
+    a.api.leave = agent_api_leave;
+    a.http = shoal_http_server_new(a.loop, &o->http, shoal_api_handle, &a.api, &rc);
+    if (!a.http) {
+        fprintf(stderr, "shoal agent: cannot listen for HTTP on %s: %s\n", hs,
+                shoal_udp_strerror(rc));
+        goto out_lock;
+    }
+
+    nc.swim = o->swim;
+    snprintf(nc.swim.name, sizeof(nc.swim.name), "%s", o->name);
+    nc.swim.addr = o->advertise;
+    if ((rc = shoal_datadir_next_generation(o->data_dir, (uint64_t)time(NULL),
+                                             &nc.swim.generation)) != 0) {
+        fprintf(stderr, "shoal agent: cannot raise the generation in %s/generation: %s\n",
+                o->data_dir, shoal_datadir_strerror(rc));
+        goto out_http;
+    }
+    if (getrandom(&nc.swim.seed, sizeof(nc.swim.seed), 0) != sizeof(nc.swim.seed)) {
+        fprintf(stderr, "shoal agent: getrandom: %s\n", strerror(errno));
+        goto out_http;
+    }
+    nc.bind = o->bind;
+    nc.seq_start = wall_clock_us();
+    nc.left = agent_left;
+    nc.ud = &a;
+    a.node = shoal_node_new(a.loop, &nc, &rc);
+    explicit_bzero(&nc.identity, sizeof(nc.identity));
+    if (!a.node) {
+        /* -errno comes from the socket; SHOAL_E* from wire or core. */
+        if (rc == SHOAL_EINVAL) {
+            fprintf(stderr, "shoal agent: the protocol settings were rejected\n");
+            status = 2;
+        } else if (rc > SHOAL_ERR_FIRST_ && rc < SHOAL_ERR_LAST_) {
+            fprintf(stderr, "shoal agent: cannot start the node: %s\n", shoal_strerror(rc));
+        } else {
+            fprintf(stderr, "shoal agent: cannot bind UDP %s: %s\n", bs, shoal_udp_strerror(rc));
+        }
+        goto out_http;
+    }
+    a.api.node = a.node;
+
+    a.leave_timeout_ms = o->leave_timeout_ms;
+    ev_init(&a.leave_timer, agent_leave_timeout);
+    a.leave_timer.data = &a;
+    ev_timer_init(&a.linger_timer, agent_stop_loop, AGENT_EXIT_LINGER_S, 0.);
+    ev_signal_init(&a.sigterm, agent_signal, SIGTERM);
+    ev_signal_init(&a.sigint, agent_signal, SIGINT);
+    a.sigterm.data = a.sigint.data = &a;
+    ev_signal_start(a.loop, &a.sigterm);
+    ev_signal_start(a.loop, &a.sigint);
+
+    shoal_log_info("agent", "%s started: udp %s advertise %s http %s generation %" PRIu64, o->name,
+                   bs, as, hs, nc.swim.generation);
+    if (!o->cluster_key)
+        shoal_log_warn("agent", "no --cluster-key: open cluster, any node may join");
+    if (o->n_joins) {
+        if ((rc = shoal_node_join(a.node, o->joins, o->n_joins)) != 0)
+            shoal_log_warn("agent", "join failed: %s", shoal_strerror(rc));
+        else
+            shoal_log_info("agent", "joining through %zu address%s", o->n_joins,
+                           o->n_joins == 1 ? "" : "es");
+    }
+
+    ev_run(a.loop, 0);
+    status = a.exit_code;
+
+    ev_signal_stop(a.loop, &a.sigterm);
+    ev_signal_stop(a.loop, &a.sigint);
+    ev_timer_stop(a.loop, &a.leave_timer);
+    ev_timer_stop(a.loop, &a.linger_timer);
+    shoal_node_free(a.node);
+out_http:
+    shoal_http_server_free(a.http);
+out_lock:
+    explicit_bzero(&nc.identity, sizeof(nc.identity));
+    close(lock_fd);
+    return status;
+}
+
+int shoal_agent_main(int argc, char **argv)
+{
+    struct agent_opts o;
+    int rc;
+
+    /* A peer closing an HTTP connection mid-reply must not kill the agent. */
+    signal(SIGPIPE, SIG_IGN);
+    rc = agent_parse(argc, argv, &o);
+    if (rc < 0)
+        return 0; /* --help */
+    if (rc)
+        return rc;
+    shoal_log_set_level(o.log_level);
+    return agent_run(&o);
+}
