@@ -1,0 +1,253 @@
+/* gen_corpus.c -- writes the seed corpus of fuzz_recv from real messages.
+ *
+ * Each file is one fuzz input (see fuzz_util.h): a control byte, then either
+ * a datagram sealed by the fixed endorsed test sender, or a bare payload.
+ * The messages talk to the node under test (FUZZ_SELF_NAME) so that the
+ * seeds reach its ping, ping-req, gossip, push-pull and refute paths.
+ * Ed25519 signatures are deterministic: the output is the same every run.
+ * Regenerate: build target gen_corpus (-DSHOAL_FUZZ=ON), empty
+ * tests/fuzz/corpus, run build-fuzz/tests/fuzz/gen_corpus tests/fuzz/corpus.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/swim.h"
+#include "fuzz_util.h"
+
+#define MAXDG 1400
+#define PEER_ADDR "127.0.0.1:7950"
+
+static const char *out_dir;
+static int written;
+
+static void name_set(char *dst, const char *s)
+{
+    memset(dst, 0, SHOAL_NAME_MAX);
+    snprintf(dst, SHOAL_NAME_MAX, "%s", s);
+}
+
+static void addr_set(struct shoal_addr *a, const char *s)
+{
+    if (shoal_addr_parse(s, a) != 0) {
+        fprintf(stderr, "gen_corpus: bad address %s\n", s);
+        exit(1);
+    }
+}
+
+static void msg_init(struct shoal_msg *m, uint8_t type, uint32_t seq)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    m->seq = seq;
+    name_set(m->from, "peer-1");
+}
+
+static void add_update(struct shoal_msg *m, const char *name, const char *addr, uint64_t gen,
+                       uint32_t inc, uint8_t status, const char *from)
+{
+    struct shoal_update *u = &m->updates[m->n_updates++];
+    memset(u, 0, sizeof(*u));
+    name_set(u->name, name);
+    addr_set(&u->addr, addr);
+    u->generation = gen;
+    u->incarnation = inc;
+    u->status = status;
+    name_set(u->from, from);
+}
+
+static uint32_t estimate(const struct shoal_msg *m)
+{
+    uint32_t n = SHOAL_MSG_BASE_BYTES + (uint32_t)strlen(m->from) + (uint32_t)strlen(m->target);
+    for (uint32_t i = 0; i < m->n_updates; i++)
+        n += shoal_update_cost(&m->updates[i]);
+    return n;
+}
+
+/* Adds alive members until the message is as full as core would make it. */
+static void fill_members(struct shoal_msg *m, bool v6)
+{
+    for (unsigned i = 0; m->n_updates < SHOAL_MSG_MAX_UPDATES; i++) {
+        char name[32], addr[64];
+        snprintf(name, sizeof(name), "member-%03u.example", i);
+        if (v6)
+            snprintf(addr, sizeof(addr), "[fd00::%x]:%u", i + 1, 7000 + i);
+        else
+            snprintf(addr, sizeof(addr), "10.0.%u.%u:%u", i / 250, i % 250 + 1, 7000 + i);
+        add_update(m, name, addr, 100 + i, i % 3, SHOAL_ALIVE, "");
+        if (estimate(m) > MAXDG - SHOAL_ENVELOPE_BYTES) {
+            m->n_updates--;
+            break;
+        }
+    }
+}
+
+static void write_input(const char *name, uint8_t ctl, const uint8_t *body, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", out_dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fputc(ctl, f) == EOF || fwrite(body, 1, len, f) != len || fclose(f) != 0) {
+        fprintf(stderr, "gen_corpus: cannot write %s\n", path);
+        exit(1);
+    }
+    written++;
+}
+
+/* Datagram-mode input: the message sealed by the endorsed test sender. */
+static void datagram(const char *name, uint8_t clock, const struct shoal_msg *m)
+{
+    static struct shoal_wire *w;
+    uint8_t buf[MAXDG];
+    if (!w) {
+        struct shoal_identity id;
+        struct shoal_cluster_key k;
+        fuzz_sender_identity(&id);
+        fuzz_cluster_key(&k);
+        w = shoal_wire_new(&id, k.pk, 1, MAXDG);
+    }
+    int n = shoal_wire_seal(w, m, buf, sizeof(buf));
+    if (n < 0) {
+        fprintf(stderr, "gen_corpus: %s does not seal: %s\n", name, shoal_strerror(n));
+        exit(1);
+    }
+    write_input(name, (uint8_t)(FUZZ_MODE_DATAGRAM | clock << 1), buf, (size_t)n);
+}
+
+/* Payload-mode input: the bare encoded message. */
+static void payload(const char *name, uint8_t clock, const struct shoal_msg *m)
+{
+    uint8_t buf[MAXDG];
+    int n = shoal_wire_encode(m, buf, sizeof(buf));
+    if (n < 0) {
+        fprintf(stderr, "gen_corpus: %s does not encode\n", name);
+        exit(1);
+    }
+    write_input(name, (uint8_t)(FUZZ_MODE_PAYLOAD | clock << 1), buf, (size_t)n);
+}
+
+int main(int argc, char **argv)
+{
+    struct shoal_msg m;
+    if (argc != 2) {
+        fprintf(stderr, "usage: gen_corpus OUTDIR\n");
+        return 2;
+    }
+    out_dir = argv[1];
+
+    /* A peer introduces itself with a ping to us. */
+    msg_init(&m, SHOAL_MSG_PING, 1);
+    name_set(m.target, FUZZ_SELF_NAME);
+    add_update(&m, "peer-1", PEER_ADDR, 5, 0, SHOAL_ALIVE, "");
+    add_update(&m, "peer-2", "127.0.0.1:7951", 7, 2, SHOAL_ALIVE, "");
+    datagram("dg-ping", 0, &m);
+    payload("pl-ping", 1, &m);
+
+    msg_init(&m, SHOAL_MSG_ACK, 1);
+    add_update(&m, "peer-3", "[::1]:7952", 1, 0, SHOAL_ALIVE, "");
+    datagram("dg-ack", 2, &m);
+    payload("pl-ack", 0, &m);
+
+    msg_init(&m, SHOAL_MSG_NACK, 1);
+    datagram("dg-nack", 0, &m);
+    payload("pl-nack", 4, &m);
+
+    msg_init(&m, SHOAL_MSG_PING_REQ, 9);
+    name_set(m.target, "peer-2");
+    addr_set(&m.target_addr, "127.0.0.1:7951");
+    add_update(&m, "peer-2", "127.0.0.1:7951", 7, 2, SHOAL_ALIVE, "");
+    datagram("dg-ping-req", 0, &m);
+    msg_init(&m, SHOAL_MSG_PING_REQ, 10);
+    name_set(m.target, "peer-6");
+    addr_set(&m.target_addr, "[fd00::6]:7946");
+    payload("pl-ping-req-v6", 3, &m);
+
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    fill_members(&m, false);
+    datagram("dg-gossip-full-v4", 1, &m);
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    fill_members(&m, true);
+    payload("pl-gossip-full-v6", 7, &m);
+
+    /* Someone suspects us: the node must refute. */
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    add_update(&m, FUZZ_SELF_NAME, "127.0.0.1:7946", 1, 0, SHOAL_SUSPECT, "peer-1");
+    datagram("dg-gossip-suspect-self", 0, &m);
+    /* A second live node claims our name. */
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    add_update(&m, FUZZ_SELF_NAME, "10.9.9.9:7946", 2, 0, SHOAL_ALIVE, "");
+    payload("pl-gossip-conflict", 0, &m);
+
+    /* A member's life: suspect, dead, back with a new generation, left. */
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    add_update(&m, "peer-2", "127.0.0.1:7951", 7, 2, SHOAL_SUSPECT, "peer-1");
+    add_update(&m, "peer-4", "127.0.0.1:7954", 3, 0, SHOAL_DEAD, "peer-1");
+    datagram("dg-gossip-suspect-dead", 7, &m);
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    add_update(&m, "peer-4", "127.0.0.1:7954", 4, 0, SHOAL_ALIVE, "");
+    add_update(&m, "peer-5", "[fd00::5]:7955", 9, 1, SHOAL_LEFT, "peer-5");
+    payload("pl-gossip-rejoin-left", 2, &m);
+
+    msg_init(&m, SHOAL_MSG_PUSHPULL_REQ, 0);
+    m.part = 0;
+    add_update(&m, "peer-1", PEER_ADDR, 5, 0, SHOAL_ALIVE, "");
+    add_update(&m, "peer-7", "127.0.0.1:7957", 2, 0, SHOAL_ALIVE, "");
+    datagram("dg-pushpull-req", 0, &m);
+    m.part = 1;
+    payload("pl-pushpull-req-part1", 0, &m);
+
+    msg_init(&m, SHOAL_MSG_PUSHPULL_RESP, 0);
+    fill_members(&m, false);
+    datagram("dg-pushpull-resp", 0, &m);
+    payload("pl-pushpull-resp", 5, &m);
+
+    /* The most updates a message may carry, with names short enough to fit
+     * one datagram: the decoder's count limit is one copy away. */
+    msg_init(&m, SHOAL_MSG_PUSHPULL_RESP, 0);
+    m.part = 2;
+    for (unsigned i = 0; i < SHOAL_MSG_MAX_UPDATES; i++) {
+        char name[8], addr[32];
+        snprintf(name, sizeof(name), "m%u", i);
+        snprintf(addr, sizeof(addr), "10.1.0.%u:%u", i + 1, 7000 + i);
+        add_update(&m, name, addr, 1, 0, SHOAL_ALIVE, "");
+    }
+    datagram("dg-pushpull-resp-48", 0, &m);
+    m.type = SHOAL_MSG_GOSSIP;
+    payload("pl-gossip-48", 0, &m);
+
+    /* Drops: a certless unsigned sender, a cut datagram, bad fields, bad bytes. */
+    {
+        uint8_t pl[MAXDG], dg[MAXDG];
+        msg_init(&m, SHOAL_MSG_PING, 2);
+        name_set(m.target, FUZZ_SELF_NAME);
+        int n = shoal_wire_encode(&m, pl, sizeof(pl));
+        if (n < 0)
+            return 1;
+        memset(dg, 0, SHOAL_ENVELOPE_BYTES);
+        dg[0] = 'S', dg[1] = 'H', dg[2] = 1;
+        memset(dg + 4, 0x42, SHOAL_PK_BYTES);
+        memcpy(dg + SHOAL_ENVELOPE_BYTES, pl, (size_t)n);
+        write_input("dg-certless", 0, dg, SHOAL_ENVELOPE_BYTES + (size_t)n);
+
+        msg_init(&m, SHOAL_MSG_ACK, 3);
+        n = shoal_wire_encode(&m, pl, sizeof(pl));
+        if (n < 0)
+            return 1;
+        size_t len = fuzz_seal_raw(3, pl, (size_t)n, dg);
+        write_input("dg-truncated", 0, dg, len < 100 ? len : 100);
+    }
+    msg_init(&m, SHOAL_MSG_GOSSIP, 0);
+    add_update(&m, "peer-2", "127.0.0.1:7951", 7, 2, SHOAL_SUSPECT, "peer-1");
+    m.updates[0].status = 9;
+    payload("pl-invalid-status", 0, &m);
+    msg_init(&m, SHOAL_MSG_PING, 4);
+    name_set(m.target, "bad name");
+    datagram("dg-invalid-target", 0, &m);
+    {
+        const uint8_t garbage[] = {0x08, 0x01, 0x22, 0x7f, 'p', 'e'};
+        write_input("pl-undecodable", FUZZ_MODE_PAYLOAD, garbage, sizeof(garbage));
+    }
+
+    printf("gen_corpus: wrote %d inputs to %s\n", written, out_dir);
+    return 0;
+}
