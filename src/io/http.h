@@ -50,6 +50,10 @@ struct shoal_http_server *shoal_http_server_new(struct ev_loop *loop,
                                                 shoal_http_handler h, void *ud, int *err);
 void shoal_http_server_free(struct shoal_http_server *s);
 
+/* Closes connections idle (no bytes either way) for this long; 60 s unless
+ * set. Applies to connections that go idle after the call. */
+void shoal_http_server_set_idle_timeout(struct shoal_http_server *s, double seconds);
+
 /* Answers a deferred request; takes ownership of body (malloc'd). Returns
  * false if the connection went away meanwhile (body is freed then too). */
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
