@@ -451,6 +451,15 @@ static void apply_update(struct shoal_swim *s, const struct shoal_update *u, int
         return;
     }
 
+    /* Same generation, live, but a different address: two nodes claim the
+     * name. Keep the first and report it rather than flap between them. */
+    if (u->status == SHOAL_ALIVE && u->generation == m->info.generation &&
+        is_live(m->info.status) && !shoal_addr_eq(&u->addr, &m->info.addr)) {
+        s->stats.conflicts++;
+        emit(s, SHOAL_EV_CONFLICT, m, m->info.status, &u->addr);
+        return;
+    }
+
     if (!shoal_update_overrides(u, m->info.generation, m->info.incarnation, m->info.status)) {
         /* An equal suspicion from someone new is a Lifeguard confirmation. */
         if (u->status == SHOAL_SUSPECT && m->info.status == SHOAL_SUSPECT &&
@@ -460,15 +469,6 @@ static void apply_update(struct shoal_swim *s, const struct shoal_update *u, int
             return;
         }
         s->stats.updates_stale++;
-        return;
-    }
-
-    /* Same generation, live, but a different address: two nodes claim the
-     * name. Keep the first and report it rather than flap between them. */
-    if (u->status == SHOAL_ALIVE && u->generation == m->info.generation &&
-        is_live(m->info.status) && !shoal_addr_eq(&u->addr, &m->info.addr)) {
-        s->stats.conflicts++;
-        emit(s, SHOAL_EV_CONFLICT, m, m->info.status, &u->addr);
         return;
     }
 
@@ -490,8 +490,22 @@ static void apply_update(struct shoal_swim *s, const struct shoal_update *u, int
 
 static void apply_updates(struct shoal_swim *s, const struct shoal_msg *m, int64_t now)
 {
-    for (uint32_t i = 0; i < m->n_updates && i < SHOAL_MSG_MAX_UPDATES; i++)
-        apply_update(s, &m->updates[i], now);
+    bool full_state = m->type == SHOAL_MSG_PUSHPULL_REQ || m->type == SHOAL_MSG_PUSHPULL_RESP;
+    for (uint32_t i = 0; i < m->n_updates && i < SHOAL_MSG_MAX_UPDATES; i++) {
+        const struct shoal_update *u = &m->updates[i];
+        if (full_state && u->status == SHOAL_DEAD) {
+            /* A full state is old news about many members at once: after a
+             * healed partition it says the whole far side is dead. Merge a
+             * death as a suspicion (as memberlist does), so every member it
+             * names gets a suspicion timeout to refute in rather than dying
+             * at once in its own side's view. */
+            struct shoal_update v = *u;
+            v.status = SHOAL_SUSPECT;
+            apply_update(s, &v, now);
+            continue;
+        }
+        apply_update(s, u, now);
+    }
 }
 
 /* We suspect m ourselves (a failed probe). */
