@@ -1046,6 +1046,15 @@ bool shoal_swim_member_find(const struct shoal_swim *s, const char *name,
     return true;
 }
 
+size_t shoal_swim_random_members(struct shoal_swim *s, size_t k, struct shoal_addr *out)
+{
+    size_t idx[64];
+    size_t n = pick_members(s, k < 64 ? k : 64, pred_alive, 0, NULL, idx);
+    for (size_t i = 0; i < n; i++)
+        out[i] = s->members.v[idx[i]].info.addr;
+    return n;
+}
+
 void shoal_swim_count_by_status(const struct shoal_swim *s, size_t counts[])
 {
     for (int i = 0; i < SHOAL_STATUS_COUNT; i++)

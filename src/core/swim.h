@@ -117,6 +117,9 @@ size_t shoal_swim_member_count(const struct shoal_swim *s);
 bool shoal_swim_member_at(const struct shoal_swim *s, size_t i, struct shoal_member_info *out);
 bool shoal_swim_member_find(const struct shoal_swim *s, const char *name,
                             struct shoal_member_info *out);
+/* Up to k distinct random alive members other than self (their addresses);
+ * returns how many. Uses the node's seeded generator. */
+size_t shoal_swim_random_members(struct shoal_swim *s, size_t k, struct shoal_addr *out);
 /* Counts members (self included) by status into counts[SHOAL_STATUS_COUNT]. */
 void shoal_swim_count_by_status(const struct shoal_swim *s, size_t counts[]);
 uint32_t shoal_swim_health(const struct shoal_swim *s); /* Lifeguard awareness score */

@@ -1,0 +1,227 @@
+/* instance.c -- struct shoal_instance: deep copy, free, limits, size.
+ * The limits are the registry's contract with users (README "Limits"):
+ * every entry point (API, service files, wire) checks them through
+ * shoal_instance_validate(), so a bad value is refused once, by name.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/registry.h"
+#include "shoal/error.h"
+
+static const char *const health_names[SHOAL_HEALTH_COUNT] = {"passing", "warning", "critical"};
+
+const char *shoal_health_name(int h)
+{
+    return h >= 0 && h < SHOAL_HEALTH_COUNT ? health_names[h] : "?";
+}
+
+int shoal_health_parse(const char *s)
+{
+    for (int i = 0; i < SHOAL_HEALTH_COUNT; i++)
+        if (strcmp(s, health_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static char *dup_or_null(const char *s, bool *fail)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *fail = true;
+    return d;
+}
+
+int shoal_instance_copy(struct shoal_instance *dst, const struct shoal_instance *src)
+{
+    bool fail = false;
+    *dst = *src;
+    dst->id = dup_or_null(src->id, &fail);
+    dst->service = dup_or_null(src->service, &fail);
+    dst->address = dup_or_null(src->address, &fail);
+    dst->tags = NULL;
+    dst->meta = NULL;
+    dst->n_tags = dst->n_meta = 0;
+    if (src->n_tags) {
+        dst->tags = calloc(src->n_tags, sizeof(*dst->tags));
+        fail |= !dst->tags;
+        for (uint32_t i = 0; dst->tags && i < src->n_tags; i++, dst->n_tags++)
+            dst->tags[i] = dup_or_null(src->tags[i], &fail);
+    }
+    if (src->n_meta) {
+        dst->meta = calloc(src->n_meta, sizeof(*dst->meta));
+        fail |= !dst->meta;
+        for (uint32_t i = 0; dst->meta && i < src->n_meta; i++, dst->n_meta++) {
+            dst->meta[i].key = dup_or_null(src->meta[i].key, &fail);
+            dst->meta[i].value = dup_or_null(src->meta[i].value, &fail);
+        }
+    }
+    if (fail) {
+        shoal_instance_clear(dst);
+        return SHOAL_ENOMEM;
+    }
+    return 0;
+}
+
+void shoal_instance_clear(struct shoal_instance *in)
+{
+    free(in->id);
+    free(in->service);
+    free(in->address);
+    for (uint32_t i = 0; i < in->n_tags; i++)
+        free(in->tags[i]);
+    free(in->tags);
+    for (uint32_t i = 0; i < in->n_meta; i++) {
+        free(in->meta[i].key);
+        free(in->meta[i].value);
+    }
+    free(in->meta);
+    memset(in, 0, sizeof(*in));
+}
+
+static bool is_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* 1..max-1 chars, each alnum or in `extra`; the first alnum if first_alnum. */
+static bool charset_ok(const char *s, size_t max, const char *extra, bool lower_only,
+                       bool first_alnum)
+{
+    size_t n = 0;
+    if (!s)
+        return false;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n + 1 >= max)
+            return false;
+        if (lower_only && c >= 'A' && c <= 'Z')
+            return false;
+        if (is_alnum(c))
+            continue;
+        if ((n == 0 && first_alnum) || !strchr(extra, c))
+            return false;
+    }
+    return n > 0;
+}
+
+/* Well-formed UTF-8 without control characters other than tab/newline. */
+static bool text_ok(const char *s, size_t max, size_t *len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    while (p[n]) {
+        unsigned char c = p[n];
+        size_t extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : 9;
+        if (extra == 9 || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+            return false;
+        for (size_t k = 1; k <= extra; k++)
+            if ((p[n + k] & 0xc0) != 0x80)
+                return false;
+        n += extra + 1;
+        if (n >= max)
+            return false;
+    }
+    *len = n;
+    return true;
+}
+
+int shoal_instance_validate(const struct shoal_instance *in, const char **why)
+{
+    const char *w = NULL;
+    size_t total = 0;
+    if (!charset_ok(in->id, SHOAL_ID_MAX, "._:-", false, true))
+        w = "id must be 1..127 of [A-Za-z0-9._:-], starting with a letter or digit";
+    else if (!charset_ok(in->service, SHOAL_SERVICE_MAX, "-", true, true))
+        w = "service must be 1..63 of [a-z0-9-], starting with a letter or digit";
+    else if (!charset_ok(in->address, SHOAL_HOST_MAX, ".:-", false, false))
+        w = "address must be an IP address or host name (1..255 of [A-Za-z0-9.:-])";
+    else if (in->port == 0)
+        w = "port must be 1..65535";
+    else if (in->n_tags > SHOAL_TAGS_MAX)
+        w = "at most 32 tags";
+    else if (in->n_meta > SHOAL_METAS_MAX)
+        w = "at most 64 meta pairs";
+    else if (in->health >= SHOAL_HEALTH_COUNT)
+        w = "status must be passing, warning or critical";
+    for (uint32_t i = 0; !w && i < in->n_tags; i++) {
+        const char *t = in->tags[i];
+        size_t n = t ? strlen(t) : 0;
+        if (n == 0 || n >= SHOAL_TAG_MAX)
+            w = "a tag must be 1..63 characters";
+        for (size_t k = 0; !w && k < n; k++)
+            if (t[k] <= 0x20 || t[k] >= 0x7f || t[k] == ',')
+                w = "a tag must be printable ASCII without spaces or commas";
+    }
+    for (uint32_t i = 0; !w && i < in->n_meta; i++) {
+        size_t vlen = 0;
+        if (!charset_ok(in->meta[i].key, SHOAL_META_KEY_MAX, "._-", false, false))
+            w = "a meta key must be 1..63 of [A-Za-z0-9._-]";
+        else if (!in->meta[i].value || !text_ok(in->meta[i].value, SHOAL_META_VALUE_MAX, &vlen))
+            w = "a meta value must be UTF-8 text of at most 4095 bytes";
+        else if ((total += strlen(in->meta[i].key) + vlen) > SHOAL_META_TOTAL_MAX)
+            w = "meta keys and values must total at most 16384 bytes";
+        for (uint32_t k = 0; !w && k < i; k++)
+            if (strcmp(in->meta[k].key, in->meta[i].key) == 0)
+                w = "meta keys must be unique";
+    }
+    if (w) {
+        if (why)
+            *why = w;
+        return SHOAL_EINVAL;
+    }
+    return 0;
+}
+
+static size_t slen(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+uint32_t shoal_instance_cost(const struct shoal_instance *in)
+{
+    /* Fixed fields with tags and worst-case varints: ~90 bytes; each string
+     * pays its bytes plus a tag and a length (<= 3); a meta pair also pays
+     * its own submessage header. */
+    size_t n = 100 + strlen(in->owner) + slen(in->id) + slen(in->service) + slen(in->address);
+    for (uint32_t i = 0; i < in->n_tags; i++)
+        n += 3 + slen(in->tags[i]);
+    for (uint32_t i = 0; i < in->n_meta; i++)
+        n += 10 + slen(in->meta[i].key) + slen(in->meta[i].value);
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+bool shoal_instance_same_spec(const struct shoal_instance *a, const struct shoal_instance *b)
+{
+    if (!str_eq(a->id, b->id) || !str_eq(a->service, b->service) ||
+        !str_eq(a->address, b->address) || a->port != b->port || a->ttl_ms != b->ttl_ms ||
+        a->n_tags != b->n_tags || a->n_meta != b->n_meta)
+        return false;
+    for (uint32_t i = 0; i < a->n_tags; i++)
+        if (!str_eq(a->tags[i], b->tags[i]))
+            return false;
+    for (uint32_t i = 0; i < a->n_meta; i++)
+        if (!str_eq(a->meta[i].key, b->meta[i].key) || !str_eq(a->meta[i].value, b->meta[i].value))
+            return false;
+    return true;
+}
+
+void shoal_reg_msg_free(struct shoal_reg_msg *m)
+{
+    for (uint32_t i = 0; m->events && i < m->n_events; i++)
+        shoal_instance_clear(&m->events[i]);
+    free(m->events);
+    free(m->digests);
+    free(m->wants);
+    m->events = NULL;
+    m->digests = NULL;
+    m->wants = NULL;
+    m->n_events = m->n_digests = m->n_wants = 0;
+}

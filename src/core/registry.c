@@ -1,0 +1,1195 @@
+/* registry.c -- the replicated service registry (see registry.h).
+ *
+ * Concepts: an owner record per member (its generation, highest version,
+ * digest hash, liveness); an entry per (owner, id), live or tombstone, held
+ * in the owner's id map; a service index (service -> live entries) for
+ * queries and change indices; a gossip queue of entries whose newest event
+ * still has sends left. Events are applied by one rule: newer (generation,
+ * version) than what is held wins; a newer generation wipes the old one.
+ */
+#include "core/registry.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/strmap.h"
+#include "shoal/error.h"
+
+#define NEVER INT64_MAX
+#define GOSSIP_DATAGRAMS_PER_PEER 8 /* per tick: lets a burst drain quickly */
+#define NOTICE_SYNC_GAP_MS 1000     /* at most one notice-driven sync per second */
+
+struct owner;
+
+struct entry {
+    struct shoal_instance in; /* in.owner/in.id are the key */
+    struct owner *owner;
+    uint64_t hash;       /* this entry's share of the owner digest */
+    int64_t tomb_at;     /* when it became a tombstone here */
+    uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
+    uint32_t spos;       /* service vector position + 1; 0 = not indexed */
+    uint32_t opos;       /* own vector position + 1 (our own entries) */
+    /* Our own TTL instances: when the TTL last passed (or registration). */
+    int64_t ttl_base;
+};
+
+struct owner {
+    char name[SHOAL_NAME_MAX];
+    uint64_t generation;
+    uint64_t max_version;
+    uint64_t floor; /* newest version forgotten (tombstones collected, wipes) */
+    uint64_t hash;
+    uint32_t count;
+    uint8_t status; /* membership status (enum shoal_status) */
+    int64_t dead_since;
+    struct shoal_strmap ids; /* id -> struct entry */
+};
+
+struct service {
+    char *name;
+    struct entry **v;
+    size_t n, cap;
+    uint64_t index;
+};
+
+struct qitem {
+    struct entry *e;
+    uint32_t transmits;
+    uint64_t order; /* newer events have higher order */
+};
+
+struct shoal_registry {
+    struct shoal_registry_config cfg;
+    struct shoal_registry_stats stats;
+    struct shoal_strmap owners;   /* name -> struct owner */
+    struct shoal_strmap services; /* name -> struct service */
+    struct owner *self;
+    uint64_t own_version;
+    struct entry **own; /* our live entries */
+    size_t n_own, cap_own;
+
+    struct qitem *q;
+    size_t qn, qcap;
+    uint64_t qorder;
+
+    uint64_t index;
+    int64_t next_gossip, next_sync, next_gc, last_notice_sync;
+
+    /* Scratch for building messages (shallow copies of entries). */
+    struct shoal_instance *ev;
+    size_t ev_cap;
+    struct shoal_reg_digest *dg;
+    size_t dg_cap;
+    char (*wants)[SHOAL_NAME_MAX];
+    size_t wants_cap;
+};
+
+/* ---------------------------------------------------------------- small */
+
+void shoal_registry_config_defaults(struct shoal_registry_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->gossip_interval_ms = 200;
+    c->gossip_fanout = 3;
+    c->retransmit_mult = 4;
+    c->sync_interval_ms = 30000;
+    c->tombstone_ttl_ms = 86400000;
+    c->reap_ms = 3600000;
+    c->ttl_deregister_mult = 2;
+    c->max_datagram = 1400;
+    c->max_stream_part = 1u << 20;
+}
+
+static bool grow(void **v, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return true;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *nv = realloc(*v, ncap * size);
+    if (!nv)
+        return false;
+    *v = nv;
+    *cap = ncap;
+    return true;
+}
+
+static uint64_t entry_hash(const struct shoal_instance *in)
+{
+    uint64_t h = shoal_strhash(in->id) ^ (in->version * 0x9e3779b97f4a7c15ULL);
+    h ^= in->deleted ? 0x5bd1e9955bd1e995ULL : 0;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 29);
+}
+
+static bool is_live_status(uint8_t st)
+{
+    return st == SHOAL_ALIVE || st == SHOAL_SUSPECT;
+}
+
+static void notify(struct shoal_registry *r, enum shoal_reg_change_kind kind, const char *service,
+                   const char *owner, const char *id)
+{
+    if (!r->cfg.changed)
+        return;
+    struct shoal_reg_change c = {.kind = kind, .service = service, .owner = owner, .id = id,
+                                 .own = owner && strcmp(owner, r->cfg.self) == 0};
+    r->cfg.changed(r->cfg.ud, &c);
+}
+
+/* ------------------------------------------------------------- services */
+
+static struct service *service_get(struct shoal_registry *r, const char *name, bool create)
+{
+    struct service *s = shoal_strmap_get(&r->services, name);
+    if (s || !create)
+        return s;
+    s = calloc(1, sizeof(*s));
+    if (!s || !(s->name = strdup(name)) || shoal_strmap_put(&r->services, s->name, s) != 0) {
+        if (s)
+            free(s->name);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void service_bump(struct shoal_registry *r, const char *name)
+{
+    struct service *s = service_get(r, name, true);
+    r->index++;
+    if (s)
+        s->index = r->index;
+}
+
+static void service_add(struct shoal_registry *r, struct entry *e)
+{
+    struct service *s = service_get(r, e->in.service, true);
+    if (!s || !grow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+        return; /* out of memory: the entry is held but not served */
+    s->v[s->n++] = e;
+    e->spos = (uint32_t)s->n;
+}
+
+static void service_remove(struct shoal_registry *r, struct entry *e)
+{
+    if (!e->spos)
+        return;
+    struct service *s = service_get(r, e->in.service, false);
+    if (s) {
+        size_t i = e->spos - 1;
+        s->v[i] = s->v[--s->n];
+        s->v[i]->spos = (uint32_t)i + 1;
+    }
+    e->spos = 0;
+}
+
+/* --------------------------------------------------------------- queue */
+
+static void queue_push(struct shoal_registry *r, struct entry *e, int64_t now)
+{
+    if (!e->qpos) {
+        if (!grow((void **)&r->q, &r->qcap, r->qn + 1, sizeof(*r->q)))
+            return; /* anti-entropy will carry it */
+        r->q[r->qn].e = e;
+        e->qpos = (uint32_t)++r->qn;
+    }
+    struct qitem *it = &r->q[e->qpos - 1];
+    it->transmits = 0;
+    it->order = ++r->qorder;
+    /* New news goes out at once rather than at the next tick. */
+    r->next_gossip = now;
+}
+
+static void queue_remove(struct shoal_registry *r, struct entry *e)
+{
+    if (!e->qpos)
+        return;
+    size_t i = e->qpos - 1;
+    r->q[i] = r->q[--r->qn];
+    r->q[i].e->qpos = (uint32_t)i + 1;
+    e->qpos = 0;
+}
+
+/* ------------------------------------------------------------- entries */
+
+static struct owner *owner_get(struct shoal_registry *r, const char *name, bool create)
+{
+    struct owner *o = shoal_strmap_get(&r->owners, name);
+    if (o || !create)
+        return o;
+    o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    memcpy(o->name, name, strnlen(name, SHOAL_NAME_MAX - 1));
+    o->status = SHOAL_ALIVE; /* until membership says otherwise */
+    if (shoal_strmap_put(&r->owners, o->name, o) != 0) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void own_remove(struct shoal_registry *r, struct entry *e)
+{
+    if (!e->opos)
+        return;
+    size_t i = e->opos - 1;
+    r->own[i] = r->own[--r->n_own];
+    r->own[i]->opos = (uint32_t)i + 1;
+    e->opos = 0;
+}
+
+static void own_add(struct shoal_registry *r, struct entry *e)
+{
+    if (e->opos || !grow((void **)&r->own, &r->cap_own, r->n_own + 1, sizeof(*r->own)))
+        return;
+    r->own[r->n_own++] = e;
+    e->opos = (uint32_t)r->n_own;
+}
+
+/* Forgets an entry entirely (digest included). */
+static void entry_drop(struct shoal_registry *r, struct entry *e)
+{
+    struct owner *o = e->owner;
+    queue_remove(r, e);
+    own_remove(r, e);
+    if (e->spos) {
+        service_remove(r, e);
+        service_bump(r, e->in.service);
+        notify(r, SHOAL_REG_REMOVED, e->in.service, o->name, e->in.id);
+    }
+    if (e->in.version > o->floor)
+        o->floor = e->in.version;
+    o->hash ^= e->hash;
+    o->count--;
+    shoal_strmap_del(&o->ids, e->in.id);
+    shoal_instance_clear(&e->in);
+    free(e);
+}
+
+/* Drops every entry of o (a new generation, a left or reaped owner). */
+static void owner_wipe(struct shoal_registry *r, struct owner *o)
+{
+    for (size_t i = 0; i < o->ids.cap;) {
+        if (o->ids.slots[i].key) {
+            entry_drop(r, o->ids.slots[i].value);
+            continue; /* backward shift may have moved another key here */
+        }
+        i++;
+    }
+}
+
+/* Applies one event: the single rule of the replicated map. Returns the
+ * entry if it changed what we hold, else NULL. */
+static struct entry *apply_event(struct shoal_registry *r, const struct shoal_instance *ev,
+                                 int64_t now, bool local)
+{
+    if (!local && strcmp(ev->owner, r->cfg.self) == 0) {
+        r->stats.events_stale++; /* only we write our instances */
+        return NULL;
+    }
+    struct owner *o = owner_get(r, ev->owner, true);
+    if (!o)
+        return NULL;
+    if (ev->generation < o->generation) {
+        r->stats.events_stale++;
+        return NULL;
+    }
+    if (ev->generation > o->generation) {
+        if (o->count)
+            r->stats.generation_wipes++;
+        owner_wipe(r, o);
+        o->generation = ev->generation;
+        o->max_version = o->floor = 0;
+    }
+    struct entry *e = shoal_strmap_get(&o->ids, ev->id);
+    if ((e && ev->version <= e->in.version) || (!e && ev->version <= o->floor)) {
+        r->stats.events_stale++;
+        return NULL;
+    }
+    bool created = !e;
+    if (created) {
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return NULL;
+        e->owner = o;
+    } else {
+        o->hash ^= e->hash;
+        o->count--;
+        shoal_strmap_del(&o->ids, e->in.id);
+    }
+    bool was_live = e->spos != 0;
+    char *old_service = was_live ? strdup(e->in.service) : NULL;
+    if (was_live)
+        service_remove(r, e);
+    struct shoal_instance copy;
+    if (shoal_instance_copy(&copy, ev) != 0) {
+        /* Out of memory: keep the old state (or nothing) consistent. */
+        if (!created) {
+            shoal_strmap_put(&o->ids, e->in.id, e);
+            o->hash ^= e->hash;
+            o->count++;
+            if (was_live)
+                service_add(r, e);
+        } else {
+            free(e);
+        }
+        free(old_service);
+        return NULL;
+    }
+    shoal_instance_clear(&e->in);
+    e->in = copy;
+    if (!e->in.deleted)
+        e->tomb_at = 0;
+    else if (!e->tomb_at)
+        e->tomb_at = now;
+    e->hash = entry_hash(&e->in);
+    o->hash ^= e->hash;
+    o->count++;
+    if (e->in.version > o->max_version)
+        o->max_version = e->in.version;
+    shoal_strmap_put(&o->ids, e->in.id, e);
+    r->stats.events_applied++;
+
+    if (!e->in.deleted) {
+        service_add(r, e);
+        service_bump(r, e->in.service);
+        if (old_service && strcmp(old_service, e->in.service) != 0)
+            service_bump(r, old_service);
+        notify(r, was_live ? SHOAL_REG_UPDATED : SHOAL_REG_ADDED, e->in.service, o->name,
+               e->in.id);
+    } else if (was_live) {
+        service_bump(r, old_service);
+        notify(r, SHOAL_REG_REMOVED, old_service, o->name, e->in.id);
+    }
+    free(old_service);
+    if (o == r->self) {
+        if (e->in.deleted)
+            own_remove(r, e);
+        else
+            own_add(r, e);
+    }
+    queue_push(r, e, now);
+    return e;
+}
+
+/* ---------------------------------------------------------- the owner */
+
+static struct entry *own_entry(struct shoal_registry *r, const char *id)
+{
+    struct entry *e = shoal_strmap_get(&r->self->ids, id);
+    return e && !e->in.deleted ? e : NULL;
+}
+
+/* Writes a new version of one of ours: base is the new content (it may
+ * borrow the old entry's strings). ttl_base carries over to the new state.
+ * Returns 0 or SHOAL_ENOMEM. */
+static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instance *base,
+                     int64_t ttl_base)
+{
+    memcpy(base->owner, r->cfg.self, SHOAL_NAME_MAX);
+    base->generation = r->cfg.generation;
+    base->version = ++r->own_version;
+    struct entry *e = apply_event(r, base, now, true);
+    if (!e)
+        return SHOAL_ENOMEM;
+    e->ttl_base = ttl_base;
+    return 0;
+}
+
+int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_ms,
+                            const struct shoal_instance *spec, const char **why)
+{
+    struct shoal_instance in = *spec;
+    in.health = SHOAL_PASSING;
+    in.deleted = false;
+    if (shoal_instance_validate(&in, why) != 0)
+        return SHOAL_EINVAL;
+    struct entry *e = own_entry(r, spec->id);
+    if (e && shoal_instance_same_spec(&e->in, spec))
+        return 0; /* idempotent */
+    if (e) {
+        /* An update keeps its history: registration time, heartbeat and,
+         * if the TTL is unchanged, health. */
+        in.registered_ms = e->in.registered_ms;
+        in.heartbeat_ms = e->in.heartbeat_ms;
+        in.health = e->in.ttl_ms == spec->ttl_ms ? e->in.health
+                                                 : (spec->ttl_ms ? SHOAL_CRITICAL : SHOAL_PASSING);
+    } else {
+        in.registered_ms = wall_ms;
+        in.heartbeat_ms = 0;
+        in.health = spec->ttl_ms ? SHOAL_CRITICAL : SHOAL_PASSING; /* no heartbeat yet */
+    }
+    return own_write(r, now, &in, e && e->in.ttl_ms == spec->ttl_ms ? e->ttl_base : now);
+}
+
+static int own_update(struct shoal_registry *r, int64_t now, struct entry *e, uint8_t health,
+                      bool deleted)
+{
+    struct shoal_instance in = e->in;
+    in.health = health;
+    in.deleted = deleted;
+    return own_write(r, now, &in, e->ttl_base);
+}
+
+int shoal_registry_deregister(struct shoal_registry *r, int64_t now, const char *id)
+{
+    struct entry *e = own_entry(r, id);
+    if (!e)
+        return SHOAL_ENOENT;
+    return own_update(r, now, e, e->in.health, true);
+}
+
+int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall_ms, const char *id)
+{
+    struct entry *e = own_entry(r, id);
+    if (!e)
+        return SHOAL_ENOENT;
+    if (!e->in.ttl_ms)
+        return SHOAL_EINVAL;
+    e->ttl_base = now;
+    e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
+    if (e->in.health == SHOAL_PASSING)
+        return 0;
+    return own_update(r, now, e, SHOAL_PASSING, false);
+}
+
+int shoal_registry_set_health(struct shoal_registry *r, int64_t now, const char *id,
+                              uint8_t health)
+{
+    struct entry *e = own_entry(r, id);
+    if (!e)
+        return SHOAL_ENOENT;
+    if (health >= SHOAL_HEALTH_COUNT)
+        return SHOAL_EINVAL;
+    if (e->in.health == health)
+        return 0;
+    return own_update(r, now, e, health, false);
+}
+
+int shoal_registry_restore(struct shoal_registry *r, int64_t now,
+                           const struct shoal_instance *own, size_t n, uint64_t last_version)
+{
+    if (last_version > r->own_version)
+        r->own_version = last_version;
+    for (size_t i = 0; i < n; i++) {
+        struct shoal_instance in = own[i];
+        in.deleted = false;
+        if (in.health >= SHOAL_HEALTH_COUNT || shoal_instance_validate(&in, NULL) != 0)
+            return SHOAL_EINVAL;
+        int rc = own_write(r, now, &in, now); /* the TTL restarts with us */
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void shoal_registry_leave(struct shoal_registry *r, int64_t now)
+{
+    while (r->n_own > 0) {
+        struct entry *e = r->own[r->n_own - 1];
+        if (own_update(r, now, e, e->in.health, true) != 0)
+            break; /* out of memory: the owner's death still removes them */
+    }
+}
+
+size_t shoal_registry_own(const struct shoal_registry *r, const struct shoal_instance **out,
+                          size_t max)
+{
+    for (size_t i = 0; i < r->n_own && i < max; i++)
+        out[i] = &r->own[i]->in;
+    return r->n_own;
+}
+
+uint64_t shoal_registry_own_version(const struct shoal_registry *r)
+{
+    return r->own_version;
+}
+
+/* TTL (the design this project came from, Consul's TTL checks): a TTL
+ * instance not heartbeated within its TTL turns critical; after a further
+ * ttl_deregister_mult TTLs its owner deregisters it. */
+static int64_t ttl_deadline(const struct shoal_registry *r, const struct entry *e)
+{
+    if (!e->in.ttl_ms)
+        return NEVER;
+    int64_t critical_at = e->ttl_base + e->in.ttl_ms;
+    if (e->in.health != SHOAL_CRITICAL)
+        return critical_at;
+    return critical_at + (int64_t)e->in.ttl_ms * r->cfg.ttl_deregister_mult;
+}
+
+static void ttl_tick(struct shoal_registry *r, int64_t now)
+{
+    for (size_t i = 0; i < r->n_own;) {
+        struct entry *e = r->own[i];
+        if (ttl_deadline(r, e) > now) {
+            i++;
+            continue;
+        }
+        /* Either change may move entries within r->own: restart the scan. */
+        int rc = e->in.health != SHOAL_CRITICAL ? own_update(r, now, e, SHOAL_CRITICAL, false)
+                                                 : own_update(r, now, e, e->in.health, true);
+        i = rc == 0 ? 0 : i + 1;
+    }
+}
+
+/* ------------------------------------------------------------- gossip */
+
+static uint32_t n_members(const struct shoal_registry *r)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        const struct owner *o = r->owners.slots[i].value;
+        if (r->owners.slots[i].key && is_live_status(o->status))
+            n++;
+    }
+    return n ? n : 1;
+}
+
+static uint32_t retransmit_limit(const struct shoal_registry *r)
+{
+    uint32_t l = r->cfg.retransmit_mult * (uint32_t)ceil(log10((double)n_members(r) + 1.0));
+    return l ? l : 1;
+}
+
+static struct shoal_instance *ev_slot(struct shoal_registry *r, size_t i)
+{
+    if (!grow((void **)&r->ev, &r->ev_cap, i + 1, sizeof(*r->ev)))
+        return NULL;
+    return &r->ev[i];
+}
+
+static struct shoal_reg_digest *dg_slot(struct shoal_registry *r, size_t i)
+{
+    if (!grow((void **)&r->dg, &r->dg_cap, i + 1, sizeof(*r->dg)))
+        return NULL;
+    return &r->dg[i];
+}
+
+static void msg_init(struct shoal_registry *r, struct shoal_reg_msg *m, uint8_t type)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    memcpy(m->from, r->cfg.self, SHOAL_NAME_MAX);
+    m->events = r->ev;
+    m->digests = r->dg;
+    m->wants = r->wants;
+}
+
+static void digest_of(const struct owner *o, struct shoal_reg_digest *d)
+{
+    memset(d, 0, sizeof(*d));
+    memcpy(d->owner, o->name, SHOAL_NAME_MAX);
+    d->generation = o->generation;
+    d->version = o->max_version;
+    d->hash = o->hash;
+    d->count = o->count;
+}
+
+static int by_priority(const void *a, const void *b)
+{
+    const struct qitem *x = a, *y = b;
+    if (x->transmits != y->transmits)
+        return x->transmits < y->transmits ? -1 : 1;
+    return x->order > y->order ? -1 : (x->order < y->order ? 1 : 0);
+}
+
+#define DATAGRAM_BASE 64 /* Packet fields besides events: type, from, flags */
+
+/* Fills one datagram for `to` from the queue, in priority order, from
+ * position *pos on. Events too big for any datagram become a notice (the
+ * owner's digest): the receiver then pulls by anti-entropy. */
+static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *to, size_t *pos,
+                            uint32_t limit)
+{
+    struct shoal_reg_msg m;
+    msg_init(r, &m, SHOAL_REG_GOSSIP);
+    uint32_t room = r->cfg.max_datagram - SHOAL_ENVELOPE_BYTES - DATAGRAM_BASE -
+                    (uint32_t)strlen(r->cfg.self);
+    uint32_t budget = room;
+    size_t i = *pos;
+    for (; i < r->qn; i++) {
+        struct qitem *it = &r->q[i];
+        uint32_t cost = shoal_instance_cost(&it->e->in);
+        if (cost > room) {
+            struct owner *o = it->e->owner;
+            uint32_t dcost = 32 + (uint32_t)strlen(o->name);
+            if (dcost > budget)
+                break;
+            bool dup = false;
+            for (uint32_t k = 0; k < m.n_digests; k++)
+                dup |= strcmp(m.digests[k].owner, o->name) == 0;
+            if (!dup) {
+                struct shoal_reg_digest *d = dg_slot(r, m.n_digests);
+                if (!d)
+                    break;
+                m.digests = r->dg;
+                digest_of(o, d);
+                m.n_digests++;
+                budget -= dcost;
+                r->stats.notices_sent++;
+            }
+        } else {
+            if (cost > budget)
+                break;
+            struct shoal_instance *slot = ev_slot(r, m.n_events);
+            if (!slot)
+                break;
+            m.events = r->ev;
+            *slot = it->e->in;
+            m.n_events++;
+            budget -= cost;
+        }
+        it->transmits++;
+    }
+    *pos = i;
+    if (!m.n_events && !m.n_digests)
+        return false;
+    struct shoal_reg_peer p = {.addr = *to};
+    r->stats.events_sent += m.n_events;
+    r->cfg.send(r->cfg.ud, &p, &m);
+    (void)limit;
+    return true;
+}
+
+static void gossip_tick(struct shoal_registry *r, int64_t now)
+{
+    r->next_gossip = now + r->cfg.gossip_interval_ms;
+    if (!r->qn || !r->cfg.peers)
+        return;
+    struct shoal_addr peers[64];
+    size_t k = r->cfg.gossip_fanout < 64 ? r->cfg.gossip_fanout : 64;
+    size_t np = r->cfg.peers(r->cfg.ud, k, peers);
+    uint32_t limit = retransmit_limit(r);
+    qsort(r->q, r->qn, sizeof(*r->q), by_priority);
+    for (size_t i = 0; i < r->qn; i++)
+        r->q[i].e->qpos = (uint32_t)i + 1;
+    for (size_t p = 0; p < np; p++) {
+        size_t pos = 0;
+        for (int d = 0; d < GOSSIP_DATAGRAMS_PER_PEER && pos < r->qn; d++)
+            if (!gossip_datagram(r, &peers[p], &pos, limit))
+                break;
+    }
+    /* Drop what has been sent enough times. */
+    for (size_t i = 0; i < r->qn;) {
+        if (r->q[i].transmits >= limit) {
+            queue_remove(r, r->q[i].e);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* --------------------------------------------------------- anti-entropy */
+
+static size_t all_digests(struct shoal_registry *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        const struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key || (!o->count && !o->max_version))
+            continue;
+        struct shoal_reg_digest *d = dg_slot(r, n);
+        if (!d)
+            break;
+        digest_of(o, d);
+        n++;
+    }
+    return n;
+}
+
+void shoal_registry_sync_with(struct shoal_registry *r, int64_t now, const struct shoal_addr *addr)
+{
+    (void)now;
+    struct shoal_reg_msg m;
+    size_t n = all_digests(r);
+    msg_init(r, &m, SHOAL_REG_SYNC_REQ);
+    m.n_digests = (uint32_t)n;
+    m.last = true;
+    struct shoal_reg_peer p = {.addr = *addr, .stream = true};
+    r->stats.syncs_started++;
+    r->cfg.send(r->cfg.ud, &p, &m);
+}
+
+/* Sends every entry of the listed owners on the stream `to`, in parts of at
+ * most max_stream_part bytes; wants (may be 0) ride on the last part. */
+static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *to, uint8_t type,
+                        struct owner **owners, size_t n_owners, size_t n_wants)
+{
+    struct shoal_reg_msg m;
+    msg_init(r, &m, type);
+    uint32_t budget = r->cfg.max_stream_part;
+    for (size_t k = 0; k < n_owners; k++) {
+        struct owner *o = owners[k];
+        for (size_t i = 0; i < o->ids.cap; i++) {
+            if (!o->ids.slots[i].key)
+                continue;
+            const struct entry *e = o->ids.slots[i].value;
+            uint32_t cost = shoal_instance_cost(&e->in);
+            if (m.n_events && cost > budget) {
+                r->cfg.send(r->cfg.ud, to, &m);
+                uint32_t part = m.part + 1;
+                msg_init(r, &m, type);
+                m.part = part;
+                budget = r->cfg.max_stream_part;
+            }
+            struct shoal_instance *slot = ev_slot(r, m.n_events);
+            if (!slot)
+                continue;
+            m.events = r->ev;
+            *slot = e->in;
+            m.n_events++;
+            budget = cost > budget ? 0 : budget - cost;
+            r->stats.sync_events_sent++;
+        }
+    }
+    m.n_wants = (uint32_t)n_wants;
+    m.last = true;
+    r->cfg.send(r->cfg.ud, to, &m);
+}
+
+static bool digest_equal(const struct owner *o, const struct shoal_reg_digest *d)
+{
+    return o->generation == d->generation && o->max_version == d->version &&
+           o->hash == d->hash && o->count == d->count;
+}
+
+/* Does the digest hold anything we lack? (newer generation or version, or
+ * the same version with other content: then both sides send). */
+static bool they_have_more(const struct owner *o, const struct shoal_reg_digest *d)
+{
+    if (!o)
+        return d->count > 0 || d->version > 0;
+    if (d->generation != o->generation)
+        return d->generation > o->generation;
+    return !digest_equal(o, d) && (d->version >= o->max_version);
+}
+
+static bool we_have_more(const struct owner *o, const struct shoal_reg_digest *d)
+{
+    if (!d)
+        return o->count > 0;
+    if (d->generation != o->generation)
+        return o->generation > d->generation;
+    return !digest_equal(o, d) && (o->max_version >= d->version);
+}
+
+static void on_sync_req(struct shoal_registry *r, const struct shoal_reg_peer *src,
+                        const struct shoal_reg_msg *m)
+{
+    r->stats.syncs_served++;
+    struct owner **send = calloc(r->owners.n + 1, sizeof(*send));
+    size_t n_send = 0, n_wants = 0;
+    if (!send)
+        return;
+    for (uint32_t i = 0; i < m->n_digests; i++) {
+        const struct shoal_reg_digest *d = &m->digests[i];
+        struct owner *o = owner_get(r, d->owner, false);
+        if (strcmp(d->owner, r->cfg.self) != 0 && they_have_more(o, d) &&
+            grow((void **)&r->wants, &r->wants_cap, n_wants + 1, sizeof(*r->wants)))
+            memcpy(r->wants[n_wants++], d->owner, SHOAL_NAME_MAX);
+    }
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key)
+            continue;
+        const struct shoal_reg_digest *d = NULL;
+        for (uint32_t k = 0; k < m->n_digests && !d; k++)
+            if (strcmp(m->digests[k].owner, o->name) == 0)
+                d = &m->digests[k];
+        if (we_have_more(o, d))
+            send[n_send++] = o;
+    }
+    send_owners(r, src, SHOAL_REG_SYNC_RESP, send, n_send, n_wants);
+    free(send);
+}
+
+static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_peer *src,
+                              const struct shoal_reg_msg *m)
+{
+    if (!m->n_wants)
+        return;
+    struct owner **send = calloc(m->n_wants, sizeof(*send));
+    size_t n = 0;
+    if (!send)
+        return;
+    for (uint32_t i = 0; i < m->n_wants; i++) {
+        struct owner *o = owner_get(r, m->wants[i], false);
+        if (o)
+            send[n++] = o;
+    }
+    send_owners(r, src, SHOAL_REG_SYNC_DATA, send, n, 0);
+    free(send);
+}
+
+void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct shoal_reg_peer *src,
+                         const struct shoal_reg_msg *m)
+{
+    bool stream = m->type != SHOAL_REG_GOSSIP;
+    for (uint32_t i = 0; i < m->n_events; i++) {
+        apply_event(r, &m->events[i], now, false);
+        if (stream)
+            r->stats.sync_events_received++;
+    }
+    switch (m->type) {
+    case SHOAL_REG_GOSSIP:
+        /* Notices: an event too big for a datagram; pull it by anti-entropy. */
+        for (uint32_t i = 0; i < m->n_digests; i++) {
+            const struct shoal_reg_digest *d = &m->digests[i];
+            struct owner *o = owner_get(r, d->owner, false);
+            if (strcmp(d->owner, r->cfg.self) != 0 && they_have_more(o, d) &&
+                now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
+                r->last_notice_sync = now;
+                shoal_registry_sync_with(r, now, &src->addr);
+                break;
+            }
+        }
+        break;
+    case SHOAL_REG_SYNC_REQ:
+        on_sync_req(r, src, m);
+        break;
+    case SHOAL_REG_SYNC_RESP:
+        if (m->last)
+            on_sync_resp_last(r, src, m);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------- owners' liveness */
+
+static void owner_services_bump(struct shoal_registry *r, struct owner *o)
+{
+    for (size_t i = 0; i < o->ids.cap; i++) {
+        const struct entry *e = o->ids.slots[i].value;
+        if (o->ids.slots[i].key && e->spos)
+            service_bump(r, e->in.service);
+    }
+    notify(r, SHOAL_REG_OWNER, NULL, o->name, NULL);
+}
+
+void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const char *owner,
+                                 uint8_t status, uint64_t generation)
+{
+    if (strcmp(owner, r->cfg.self) == 0)
+        return;
+    struct owner *o = owner_get(r, owner, true);
+    if (!o)
+        return;
+    bool was_live = is_live_status(o->status);
+    o->status = status;
+    if (status == SHOAL_LEFT) {
+        /* A leaver deregistered its own; whatever is left of it goes now.
+         * The floor keeps its late events from bringing anything back. */
+        owner_wipe(r, o);
+        o->floor = o->max_version;
+    } else if (generation > o->generation) {
+        /* Restarted: it re-announces what it still has under the new one. */
+        if (o->count)
+            r->stats.generation_wipes++;
+        owner_wipe(r, o);
+        o->generation = generation;
+        o->max_version = o->floor = 0;
+    }
+    if (status == SHOAL_DEAD) {
+        if (!o->dead_since)
+            o->dead_since = now;
+    } else {
+        o->dead_since = 0;
+    }
+    if (was_live != is_live_status(status))
+        owner_services_bump(r, o);
+}
+
+static void reap_tick(struct shoal_registry *r, int64_t now)
+{
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key || o->status != SHOAL_DEAD || !o->count)
+            continue;
+        if (now - o->dead_since >= (int64_t)r->cfg.reap_ms) {
+            owner_wipe(r, o);
+            r->stats.reaped++;
+        }
+    }
+}
+
+/* Tombstones are kept tombstone_ttl_ms: far longer than any event can stay
+ * in flight (gossip sends end within seconds; anti-entropy carries the
+ * tombstone itself while it exists). Collecting one raises the owner's
+ * floor, so an older event for that id is still refused afterwards. */
+static void gc_tick(struct shoal_registry *r, int64_t now)
+{
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key)
+            continue;
+        for (size_t k = 0; k < o->ids.cap;) {
+            struct entry *e = o->ids.slots[k].value;
+            if (o->ids.slots[k].key && e->in.deleted &&
+                now - e->tomb_at >= (int64_t)r->cfg.tombstone_ttl_ms) {
+                entry_drop(r, e);
+                r->stats.tombstones_collected++;
+                continue;
+            }
+            k++;
+        }
+    }
+}
+
+static uint32_t gc_interval(const struct shoal_registry *r)
+{
+    uint32_t g = r->cfg.tombstone_ttl_ms / 10;
+    return g < 1000 ? 1000 : g > 60000 ? 60000 : g;
+}
+
+void shoal_registry_tick(struct shoal_registry *r, int64_t now)
+{
+    ttl_tick(r, now);
+    if (now >= r->next_gc) {
+        r->next_gc = now + gc_interval(r);
+        gc_tick(r, now);
+        reap_tick(r, now);
+    }
+    if (r->cfg.sync_interval_ms && now >= r->next_sync) {
+        struct shoal_addr peer;
+        r->next_sync = now + r->cfg.sync_interval_ms;
+        if (r->cfg.peers && r->cfg.peers(r->cfg.ud, 1, &peer) == 1)
+            shoal_registry_sync_with(r, now, &peer);
+    }
+    if (now >= r->next_gossip)
+        gossip_tick(r, now);
+}
+
+int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
+{
+    int64_t d = r->next_gc;
+    if (r->qn && r->next_gossip < d)
+        d = r->next_gossip;
+    if (r->cfg.sync_interval_ms && r->next_sync < d)
+        d = r->next_sync;
+    for (size_t i = 0; i < r->n_own; i++) {
+        int64_t t = ttl_deadline(r, r->own[i]);
+        if (t < d)
+            d = t;
+    }
+    return d;
+}
+
+/* ------------------------------------------------------------ queries */
+
+static bool matches(const struct shoal_registry *r, const struct entry *e,
+                    const struct shoal_query *q)
+{
+    if (!q->all && (e->in.health != SHOAL_PASSING || !is_live_status(e->owner->status)))
+        return false;
+    (void)r;
+    for (size_t i = 0; i < q->n_tags; i++) {
+        bool found = false;
+        for (uint32_t k = 0; k < e->in.n_tags && !found; k++)
+            found = strcmp(e->in.tags[k], q->tags[i]) == 0;
+        if (!found)
+            return false;
+    }
+    for (size_t i = 0; i < q->n_meta; i++) {
+        bool found = false;
+        for (uint32_t k = 0; k < e->in.n_meta && !found; k++)
+            found = strcmp(e->in.meta[k].key, q->meta[i].key) == 0 &&
+                    strcmp(e->in.meta[k].value, q->meta[i].value) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static int by_owner_id(const void *a, const void *b)
+{
+    const struct shoal_instance *x = *(const struct shoal_instance *const *)a;
+    const struct shoal_instance *y = *(const struct shoal_instance *const *)b;
+    int c = strcmp(x->owner, y->owner);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+size_t shoal_registry_query(const struct shoal_registry *r, const struct shoal_query *q,
+                            const struct shoal_instance **out, size_t max)
+{
+    const struct service *s = q->service ? shoal_strmap_get(&r->services, q->service) : NULL;
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (!matches(r, s->v[i], q))
+            continue;
+        if (n < max)
+            out[n] = &s->v[i]->in;
+        n++;
+    }
+    if (n > 1 && n <= max)
+        qsort(out, n, sizeof(*out), by_owner_id);
+    return n;
+}
+
+bool shoal_registry_owner_live(const struct shoal_registry *r, const char *owner)
+{
+    const struct owner *o = shoal_strmap_get(&r->owners, owner);
+    return o && is_live_status(o->status);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    const struct shoal_service_summary *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+size_t shoal_registry_services(const struct shoal_registry *r, struct shoal_service_summary *out,
+                               size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->services.cap; i++) {
+        const struct service *s = r->services.slots[i].value;
+        if (!r->services.slots[i].key || s->n == 0)
+            continue;
+        if (n < max) {
+            size_t passing = 0;
+            for (size_t k = 0; k < s->n; k++)
+                passing += s->v[k]->in.health == SHOAL_PASSING &&
+                           is_live_status(s->v[k]->owner->status);
+            out[n] = (struct shoal_service_summary){s->name, passing, s->n};
+        }
+        n++;
+    }
+    if (n > 1 && n <= max)
+        qsort(out, n, sizeof(*out), by_name);
+    return n;
+}
+
+uint64_t shoal_registry_index(const struct shoal_registry *r, const char *service)
+{
+    if (!service)
+        return r->index;
+    const struct service *s = shoal_strmap_get(&r->services, service);
+    return s && s->index ? s->index : 1;
+}
+
+static int by_digest_owner(const void *a, const void *b)
+{
+    return strcmp(((const struct shoal_reg_digest *)a)->owner,
+                  ((const struct shoal_reg_digest *)b)->owner);
+}
+
+size_t shoal_registry_digests(const struct shoal_registry *r, struct shoal_reg_digest *out,
+                              size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        const struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key || (!o->count && !o->max_version))
+            continue;
+        if (n < max)
+            digest_of(o, &out[n]);
+        n++;
+    }
+    if (n > 1 && n <= max)
+        qsort(out, n, sizeof(*out), by_digest_owner);
+    return n;
+}
+
+void shoal_registry_counts(const struct shoal_registry *r, size_t by_health[SHOAL_HEALTH_COUNT],
+                           size_t *tombstones)
+{
+    for (int i = 0; i < SHOAL_HEALTH_COUNT; i++)
+        by_health[i] = 0;
+    *tombstones = 0;
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        const struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key)
+            continue;
+        for (size_t k = 0; k < o->ids.cap; k++) {
+            const struct entry *e = o->ids.slots[k].value;
+            if (!o->ids.slots[k].key)
+                continue;
+            if (e->in.deleted)
+                (*tombstones)++;
+            else
+                by_health[e->in.health]++;
+        }
+    }
+}
+
+const struct shoal_registry_stats *shoal_registry_stats(const struct shoal_registry *r)
+{
+    return &r->stats;
+}
+
+/* ---------------------------------------------------------- lifecycle */
+
+struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c, int *err)
+{
+    int e = 0;
+    if (!shoal_name_valid(c->self) || !c->send || !c->gossip_interval_ms ||
+        !c->retransmit_mult || c->max_datagram < SHOAL_ENVELOPE_BYTES + 512 ||
+        c->max_stream_part < 65536)
+        e = SHOAL_EINVAL;
+    struct shoal_registry *r = e ? NULL : calloc(1, sizeof(*r));
+    if (!e && !r)
+        e = SHOAL_ENOMEM;
+    if (r) {
+        r->cfg = *c;
+        r->index = 1;
+        r->self = owner_get(r, c->self, true);
+        if (!r->self) {
+            free(r);
+            r = NULL;
+            e = SHOAL_ENOMEM;
+        } else {
+            r->self->generation = c->generation;
+            r->next_sync = c->sync_interval_ms;
+            r->last_notice_sync = INT64_MIN / 2;
+        }
+    }
+    if (err)
+        *err = e;
+    return r;
+}
+
+void shoal_registry_free(struct shoal_registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key)
+            continue;
+        for (size_t k = 0; k < o->ids.cap; k++) {
+            struct entry *e = o->ids.slots[k].value;
+            if (!o->ids.slots[k].key)
+                continue;
+            shoal_instance_clear(&e->in);
+            free(e);
+        }
+        shoal_strmap_close(&o->ids);
+        free(o);
+    }
+    for (size_t i = 0; i < r->services.cap; i++) {
+        struct service *s = r->services.slots[i].value;
+        if (!r->services.slots[i].key)
+            continue;
+        free(s->v);
+        free(s->name);
+        free(s);
+    }
+    shoal_strmap_close(&r->owners);
+    shoal_strmap_close(&r->services);
+    free(r->own);
+    free(r->q);
+    free(r->ev);
+    free(r->dg);
+    free(r->wants);
+    free(r);
+}

@@ -1,0 +1,255 @@
+/* registry.h -- the replicated service registry, as a sans-IO state machine.
+ *
+ * A single-writer replicated map (DESIGN.md, registry rules): every instance
+ * is owned by the node it registered with; only the owner changes it, and
+ * every change is an event carrying the owner's (generation, version).
+ * Replicas apply an event only if it is newer than what they hold for that
+ * (owner, id); a deregistration leaves a tombstone. Events spread by gossip
+ * (UDP, one datagram at a time) and anti-entropy repairs the rest: per-owner
+ * digests are exchanged and owners that differ are sent in full over a
+ * stream (TCP). Like swim.h, time and randomness come from the caller and
+ * output goes through callbacks.
+ */
+#ifndef SHOAL_CORE_REGISTRY_H
+#define SHOAL_CORE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/addr.h"
+#include "core/msg.h"
+
+/* Limits (documented in the README; enforced by shoal_instance_validate). */
+#define SHOAL_ID_MAX 128       /* id: 1..127 of [A-Za-z0-9._:-] */
+#define SHOAL_SERVICE_MAX 64   /* service: 1..63 of [a-z0-9-], starts alnum (a DNS label) */
+#define SHOAL_HOST_MAX 256     /* address: 1..255 of [A-Za-z0-9.:-] (IP or host name) */
+#define SHOAL_TAG_MAX 64       /* tag: 1..63 printable, no space or ',' */
+#define SHOAL_TAGS_MAX 32      /* tags per instance */
+#define SHOAL_META_KEY_MAX 64  /* key: 1..63 of [A-Za-z0-9._-] */
+#define SHOAL_META_VALUE_MAX 4096 /* value: 0..4095 bytes of UTF-8 text */
+#define SHOAL_METAS_MAX 64     /* pairs per instance */
+#define SHOAL_META_TOTAL_MAX 16384 /* all keys and values together */
+
+enum shoal_health {
+    SHOAL_PASSING = 0,
+    SHOAL_WARNING = 1,
+    SHOAL_CRITICAL = 2,
+};
+#define SHOAL_HEALTH_COUNT 3
+const char *shoal_health_name(int h); /* "passing", "warning", "critical" */
+int shoal_health_parse(const char *s); /* or -1 */
+
+struct shoal_kv {
+    char *key;
+    char *value;
+};
+
+/* One instance as registered and as replicated (an event is one of these).
+ * Every pointer is owned by the struct: free with shoal_instance_clear(). */
+struct shoal_instance {
+    char owner[SHOAL_NAME_MAX];
+    char *id;
+    char *service;
+    char *address;
+    uint16_t port;
+    uint32_t n_tags;
+    char **tags;
+    uint32_t n_meta;
+    struct shoal_kv *meta;
+    uint8_t health;        /* enum shoal_health */
+    uint32_t ttl_ms;       /* 0: no TTL */
+    int64_t registered_ms; /* unix ms, the owner's clock */
+    int64_t heartbeat_ms;  /* unix ms of the last TTL pass at the owner; 0 = never */
+    uint64_t generation;   /* owner's generation when written */
+    uint64_t version;      /* owner's version counter: grows with every change */
+    bool deleted;          /* a tombstone: only owner, id, generation, version count */
+};
+
+/* Deep copy; returns 0 or SHOAL_ENOMEM (dst is cleared then). */
+int shoal_instance_copy(struct shoal_instance *dst, const struct shoal_instance *src);
+void shoal_instance_clear(struct shoal_instance *in);
+/* Checks every limit above. Returns 0, or SHOAL_EINVAL with *why set to a
+ * static sentence naming the field ("service must be 1..63 of [a-z0-9-]"). */
+int shoal_instance_validate(const struct shoal_instance *in, const char **why);
+/* Conservative encoded size (protobuf) of the instance as an event. */
+uint32_t shoal_instance_cost(const struct shoal_instance *in);
+/* Same content as registered (service, address, port, tags, meta, ttl)? */
+bool shoal_instance_same_spec(const struct shoal_instance *a, const struct shoal_instance *b);
+
+/* Per-owner summary used by anti-entropy. hash is the XOR over the owner's
+ * entries (tombstones included) of a 64-bit hash of (id, version, deleted). */
+struct shoal_reg_digest {
+    char owner[SHOAL_NAME_MAX];
+    uint64_t generation;
+    uint64_t version; /* highest held */
+    uint64_t hash;
+    uint32_t count; /* entries, tombstones included */
+};
+
+enum shoal_reg_msg_type {
+    SHOAL_REG_GOSSIP = 8,    /* datagram: events, and notices (digests) of events too big for one */
+    SHOAL_REG_SYNC_REQ = 9,  /* stream: the initiator's digests */
+    SHOAL_REG_SYNC_RESP = 10, /* stream: events where the responder differs, and owners it wants */
+    SHOAL_REG_SYNC_DATA = 11, /* stream: events for the wanted owners */
+};
+
+/* A registry message. Arrays are owned by whoever built it: core's are valid
+ * during the send callback; wire's decoder allocates (shoal_reg_msg_free). */
+struct shoal_reg_msg {
+    uint8_t type;
+    char from[SHOAL_NAME_MAX];
+    uint32_t part;  /* stream messages may come in parts, 0.. */
+    bool last;      /* the last part of this message */
+    uint32_t n_events;
+    struct shoal_instance *events;
+    uint32_t n_digests;
+    struct shoal_reg_digest *digests;
+    uint32_t n_wants;
+    char (*wants)[SHOAL_NAME_MAX];
+};
+void shoal_reg_msg_free(struct shoal_reg_msg *m); /* frees arrays and events */
+
+/* Where a message goes or came from. conn 0 with stream=false is a datagram;
+ * stream=true with conn 0 asks the caller to open a new stream (TCP) to addr;
+ * a message received on a stream has its conn set, and replies go back on it. */
+struct shoal_reg_peer {
+    struct shoal_addr addr;
+    uint64_t conn;
+    bool stream;
+};
+
+enum shoal_reg_change_kind {
+    SHOAL_REG_ADDED,   /* a new (owner, id) is visible */
+    SHOAL_REG_UPDATED, /* its content or health changed */
+    SHOAL_REG_REMOVED, /* deregistered, wiped by a new generation, or reaped */
+    SHOAL_REG_OWNER,   /* the owner's liveness changed what is served */
+};
+
+struct shoal_reg_change {
+    enum shoal_reg_change_kind kind;
+    const char *service; /* NULL for OWNER */
+    const char *owner;
+    const char *id;      /* NULL for OWNER */
+    bool own;            /* one of our own instances: persist before acknowledging */
+};
+
+struct shoal_registry_config {
+    char self[SHOAL_NAME_MAX];
+    uint64_t generation;
+
+    uint32_t gossip_interval_ms;   /* 200 */
+    uint32_t gossip_fanout;        /* 3 */
+    uint32_t retransmit_mult;      /* 4: sends per event = mult * ceil(log10(N+1)) */
+    uint32_t sync_interval_ms;     /* 30000: anti-entropy with a random member; 0 = off */
+    uint32_t tombstone_ttl_ms;     /* 86400000: tombstones kept this long */
+    uint32_t reap_ms;              /* 3600000: a dead owner's instances removed after */
+    uint32_t ttl_deregister_mult;  /* 2: critical by TTL this many TTLs, then deregistered */
+    uint32_t max_datagram;         /* 1400 */
+    uint32_t max_stream_part;      /* 1048576: bytes of events per stream part */
+
+    void *ud;
+    void (*send)(void *ud, const struct shoal_reg_peer *to, const struct shoal_reg_msg *m);
+    /* Up to k distinct random live members other than self; returns count. */
+    size_t (*peers)(void *ud, size_t k, struct shoal_addr *out);
+    /* Optional: something visible changed (watchers, persistence). */
+    void (*changed)(void *ud, const struct shoal_reg_change *c);
+};
+
+struct shoal_registry_stats {
+    uint64_t events_applied, events_stale, events_sent, notices_sent;
+    uint64_t syncs_started, syncs_served, sync_events_sent, sync_events_received;
+    uint64_t tombstones_collected, reaped, generation_wipes;
+};
+
+struct shoal_registry;
+
+void shoal_registry_config_defaults(struct shoal_registry_config *c);
+/* Calls malloc; free with shoal_registry_free(). NULL on a bad config. */
+struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c, int *err);
+void shoal_registry_free(struct shoal_registry *r);
+
+/* ---- the owner's side: only these change our own instances ---- */
+
+/* Registers (or, for an existing id, updates) one of our instances. Only
+ * id, service, address, port, tags, meta and ttl_ms of spec are read. The
+ * same spec twice is a no-op (idempotent). A TTL instance starts critical.
+ * Returns 0, or SHOAL_EINVAL with *why. */
+int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_ms,
+                            const struct shoal_instance *spec, const char **why);
+/* Returns 0 or SHOAL_ENOENT. */
+int shoal_registry_deregister(struct shoal_registry *r, int64_t now, const char *id);
+/* TTL pass: marks it passing. SHOAL_ENOENT, or SHOAL_EINVAL if it has no TTL. */
+int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall_ms,
+                             const char *id);
+/* Sets the health of one of ours (active checks). 0 or SHOAL_ENOENT. */
+int shoal_registry_set_health(struct shoal_registry *r, int64_t now, const char *id,
+                              uint8_t health);
+/* Restores our instances after a restart (from the data dir) and continues
+ * versions after last_version; they are re-announced under the current
+ * generation. Call once, before anything else. */
+int shoal_registry_restore(struct shoal_registry *r, int64_t now,
+                           const struct shoal_instance *own, size_t n, uint64_t last_version);
+/* Graceful leave: deregisters all our instances and spreads it at once. */
+void shoal_registry_leave(struct shoal_registry *r, int64_t now);
+/* Our live instances (not tombstones), for persistence; and our version. */
+size_t shoal_registry_own(const struct shoal_registry *r, const struct shoal_instance **out,
+                          size_t max);
+uint64_t shoal_registry_own_version(const struct shoal_registry *r);
+
+/* ---- replication ---- */
+
+void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct shoal_reg_peer *src,
+                         const struct shoal_reg_msg *m);
+/* Starts an anti-entropy exchange with addr now (also done on join). */
+void shoal_registry_sync_with(struct shoal_registry *r, int64_t now, const struct shoal_addr *addr);
+/* What membership says about an owner (swim events). Dead: its instances
+ * stop being served at once and are reaped after reap_ms; left or reaped
+ * from membership: removed; alive at a newer generation: the old
+ * generation's instances are wiped (the owner re-announces what it has). */
+void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const char *owner,
+                                 uint8_t status, uint64_t generation);
+void shoal_registry_tick(struct shoal_registry *r, int64_t now);
+int64_t shoal_registry_next_deadline(const struct shoal_registry *r);
+
+/* ---- queries (any node, from its own replica) ---- */
+
+struct shoal_query {
+    const char *service;
+    const char *const *tags; /* all must be present */
+    size_t n_tags;
+    const struct shoal_kv *meta; /* all must match exactly */
+    size_t n_meta;
+    bool all; /* include warning/critical and dead owners' instances */
+};
+
+/* Matching instances (never tombstones), sorted by (owner, id). Writes up to
+ * max pointers (valid until the registry next changes) and returns how many
+ * match in total. Without `all`, only passing instances of live owners. */
+size_t shoal_registry_query(const struct shoal_registry *r, const struct shoal_query *q,
+                            const struct shoal_instance **out, size_t max);
+/* Is the owner served (known alive or suspect)? */
+bool shoal_registry_owner_live(const struct shoal_registry *r, const char *owner);
+
+struct shoal_service_summary {
+    const char *name;
+    size_t passing; /* passing instances of live owners */
+    size_t total;   /* all instances */
+};
+/* Every service with counts, sorted by name; returns the total count. */
+size_t shoal_registry_services(const struct shoal_registry *r, struct shoal_service_summary *out,
+                               size_t max);
+
+/* Change index for blocking queries: grows whenever what a query of
+ * `service` may return changes (NULL: anything). Starts at 1. */
+uint64_t shoal_registry_index(const struct shoal_registry *r, const char *service);
+
+/* Per-owner digests (ours included), sorted by owner. */
+size_t shoal_registry_digests(const struct shoal_registry *r, struct shoal_reg_digest *out,
+                              size_t max);
+/* Counts of non-tombstone instances by health; tombstones separately. */
+void shoal_registry_counts(const struct shoal_registry *r, size_t by_health[SHOAL_HEALTH_COUNT],
+                           size_t *tombstones);
+const struct shoal_registry_stats *shoal_registry_stats(const struct shoal_registry *r);
+
+#endif
