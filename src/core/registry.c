@@ -74,7 +74,7 @@ struct shoal_registry {
     uint64_t qorder;
 
     uint64_t index;
-    int64_t next_gossip, next_sync, next_gc, last_notice_sync;
+    int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
 
     /* Scratch for building messages (shallow copies of entries). */
     struct shoal_instance *ev;
@@ -900,6 +900,8 @@ void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const ch
     if (status == SHOAL_DEAD) {
         if (!o->dead_since)
             o->dead_since = now;
+        if (o->dead_since + (int64_t)r->cfg.reap_ms < r->next_reap)
+            r->next_reap = o->dead_since + r->cfg.reap_ms;
     } else {
         o->dead_since = 0;
     }
@@ -909,13 +911,17 @@ void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const ch
 
 static void reap_tick(struct shoal_registry *r, int64_t now)
 {
+    r->next_reap = NEVER;
     for (size_t i = 0; i < r->owners.cap; i++) {
         struct owner *o = r->owners.slots[i].value;
         if (!r->owners.slots[i].key || o->status != SHOAL_DEAD || !o->count)
             continue;
-        if (now - o->dead_since >= (int64_t)r->cfg.reap_ms) {
+        int64_t due = o->dead_since + (int64_t)r->cfg.reap_ms;
+        if (now >= due) {
             owner_wipe(r, o);
             r->stats.reaped++;
+        } else if (due < r->next_reap) {
+            r->next_reap = due;
         }
     }
 }
@@ -955,8 +961,9 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
     if (now >= r->next_gc) {
         r->next_gc = now + gc_interval(r);
         gc_tick(r, now);
-        reap_tick(r, now);
     }
+    if (now >= r->next_reap)
+        reap_tick(r, now);
     if (r->cfg.sync_interval_ms && now >= r->next_sync) {
         struct shoal_addr peer;
         r->next_sync = now + r->cfg.sync_interval_ms;
@@ -969,7 +976,7 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
 
 int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
 {
-    int64_t d = r->next_gc;
+    int64_t d = r->next_gc < r->next_reap ? r->next_gc : r->next_reap;
     if (r->qn && r->next_gossip < d)
         d = r->next_gossip;
     if (r->cfg.sync_interval_ms && r->next_sync < d)
@@ -1151,6 +1158,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
             r->self->generation = c->generation;
             r->next_sync = c->sync_interval_ms;
             r->last_notice_sync = INT64_MIN / 2;
+            r->next_reap = NEVER;
         }
     }
     if (err)

@@ -355,7 +355,10 @@ TEST(owner_liveness, "a dead owner's instances leave healthy answers at once and
     shoal_registry_owner_status(reg[1], now, "n0", SHOAL_ALIVE, 1); /* refuted */
     CHECK_EQ(count(1, "db", false), 1);
     shoal_registry_owner_status(reg[1], now, "n0", SHOAL_DEAD, 1);
-    run(&now, now + 3600000 + 60000);
+    int64_t died = now;
+    run(&now, died + 3600000 - 100);
+    CHECK_EQ(count(1, "db", true), 1); /* not before reap_ms */
+    run(&now, died + 3600000 + 100);
     CHECK_EQ(count(1, "db", true), 0);
     CHECK(shoal_registry_stats(reg[1])->reaped == 1);
     /* Left: removed at once. */
