@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# setup.sh -- install what shoal's build, tests, fuzzing and benchmark need.
+#
+# Idempotent: asks dpkg which Debian packages are missing and calls
+# apt-get update/install only when something is. Runs as root, or through
+# sudo otherwise. Debian 12 (bookworm) is the reference platform.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential      # gcc, make, libc headers
+    gcc
+    clang                # libFuzzer target (scripts/fuzz.sh)
+    libclang-rt-14-dev   # libFuzzer and sanitizer runtimes for clang 14
+    cmake
+    pkg-config
+    libsodium-dev        # Ed25519 identities and signatures
+    libprotobuf-c-dev    # wire payload
+    protobuf-c-compiler  # protoc-c, run by the build on proto/*.proto
+    libev-dev            # the agent's event loop
+    libjansson-dev       # HTTP API JSON
+    libhttp-parser-dev   # HTTP API request parsing
+    curl                 # README examples
+    python3              # process tests, scripts/bench_membership.py
+    serf                 # the benchmark's peer
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    # "ii" = desired install, currently installed; anything else needs work.
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    if [[ "$status" != ii* ]]; then
+        missing+=("$p")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "setup: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "setup: missing packages (${missing[*]}) and not root, no sudo" >&2
+        exit 1
+    fi
+fi
+
+echo "setup: installing ${missing[*]}"
+# env, so that the setting survives sudo's environment reset.
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup: done"
