@@ -1,9 +1,10 @@
 /* client.c -- the CLI's blocking HTTP/1.1 client (see client.h).
  *
- * The socket is non-blocking and every step waits in poll() with a timeout:
- * connect, each send and each receive. Responses are parsed by http-parser;
- * the body is complete at Content-Length, at the last chunk, or at EOF when
- * the agent gave no length.
+ * The socket is non-blocking and every step waits in ppoll() with a timeout:
+ * connect, each send and each receive. ppoll's signal mask is how a caller
+ * that blocks SIGINT/SIGTERM lets them interrupt a wait without a race. Responses are parsed by
+ * http-parser; the body is complete at Content-Length, at the last chunk, or at EOF when the agent
+ * gave no length.
  */
 #define _GNU_SOURCE /* asprintf */
 #include "cli/client.h"
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -72,24 +74,41 @@ static const http_parser_settings client_settings = {
     .on_message_complete = on_message_complete,
 };
 
-/* Waits for events on fd. Returns 0, or -1 with errno set (ETIMEDOUT). */
-static int wait_fd(int fd, short events, int timeout_ms)
+/* Waits up to timeout_ms for events on fd, under o->sigmask. Returns 0, or -1
+ * with errno set: ETIMEDOUT, EINTR when cancelled (o->stop), or poll's. */
+static int wait_fd(int fd, short events, int timeout_ms, const struct shoal_cli_http_opts *o)
 {
     struct pollfd p = {.fd = fd, .events = events};
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (end.tv_nsec >= 1000000000) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000;
+    }
     for (;;) {
-        int n = poll(&p, 1, timeout_ms);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        struct timespec left = {end.tv_sec - now.tv_sec, end.tv_nsec - now.tv_nsec};
+        if (left.tv_nsec < 0) {
+            left.tv_sec--;
+            left.tv_nsec += 1000000000;
+        }
+        if (left.tv_sec < 0)
+            left = (struct timespec){0, 0};
+        int n = ppoll(&p, 1, &left, o->sigmask);
         if (n > 0)
             return 0;
         if (n == 0) {
             errno = ETIMEDOUT;
             return -1;
         }
-        if (errno != EINTR)
+        if (errno != EINTR || (o->stop && *o->stop)) /* errno stays EINTR when cancelled */
             return -1;
     }
 }
 
-static int connect_to(const struct shoal_addr *a, int timeout_ms, int *sys_err)
+static int connect_to(const struct shoal_addr *a, const struct shoal_cli_http_opts *o, int *sys_err)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
@@ -122,7 +141,9 @@ static int connect_to(const struct shoal_addr *a, int timeout_ms, int *sys_err)
             close(fd);
             return SHOAL_ECONN;
         }
-        if (wait_fd(fd, POLLOUT, timeout_ms) < 0) {
+        int t =
+            o->timeout_ms < SHOAL_CLI_HTTP_TIMEOUT_MS ? o->timeout_ms : SHOAL_CLI_HTTP_TIMEOUT_MS;
+        if (wait_fd(fd, POLLOUT, t, o) < 0) {
             *sys_err = errno;
             close(fd);
             return SHOAL_ECONN;
@@ -136,7 +157,8 @@ static int connect_to(const struct shoal_addr *a, int timeout_ms, int *sys_err)
     return fd;
 }
 
-static int send_all(int fd, const char *p, size_t len, int timeout_ms, int *sys_err)
+static int send_all(int fd, const char *p, size_t len, const struct shoal_cli_http_opts *o,
+                    int *sys_err)
 {
     while (len > 0) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
@@ -148,7 +170,7 @@ static int send_all(int fd, const char *p, size_t len, int timeout_ms, int *sys_
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-            wait_fd(fd, POLLOUT, timeout_ms) == 0)
+            wait_fd(fd, POLLOUT, o->timeout_ms, o) == 0)
             continue;
         *sys_err = errno;
         return SHOAL_EIO;
@@ -156,7 +178,8 @@ static int send_all(int fd, const char *p, size_t len, int timeout_ms, int *sys_
     return 0;
 }
 
-static int read_response(int fd, int timeout_ms, struct shoal_cli_http_resp *out, int *sys_err)
+static int read_response(int fd, const struct shoal_cli_http_opts *o,
+                         struct shoal_cli_http_resp *out, int *sys_err)
 {
     struct client_state st = {.out = out};
     http_parser parser;
@@ -169,7 +192,8 @@ static int read_response(int fd, int timeout_ms, struct shoal_cli_http_resp *out
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_fd(fd, POLLIN, timeout_ms) == 0)
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+                wait_fd(fd, POLLIN, o->timeout_ms, o) == 0)
                 continue;
             *sys_err = errno;
             return SHOAL_EIO;
@@ -190,9 +214,10 @@ static int read_response(int fd, int timeout_ms, struct shoal_cli_http_resp *out
 }
 
 int shoal_cli_http_request(const struct shoal_addr *addr, const char *method, const char *path,
-                           const char *body, int timeout_ms, struct shoal_cli_http_resp *out,
-                           int *sys_err)
+                           const char *body, const struct shoal_cli_http_opts *opts,
+                           struct shoal_cli_http_resp *out, int *sys_err)
 {
+    struct shoal_cli_http_opts o = opts ? *opts : (struct shoal_cli_http_opts){0};
     char host[SHOAL_ADDR_STRLEN], *req = NULL;
     size_t blen = body ? strlen(body) : 0;
     bool has_body = body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
@@ -214,16 +239,18 @@ int shoal_cli_http_request(const struct shoal_addr *addr, const char *method, co
                        method, path, host, SHOAL_VERSION);
     if (len < 0)
         return SHOAL_ENOMEM;
+    if (o.timeout_ms <= 0)
+        o.timeout_ms = SHOAL_CLI_HTTP_TIMEOUT_MS;
 
-    int fd = connect_to(addr, timeout_ms, sys_err);
+    int fd = connect_to(addr, &o, sys_err);
     if (fd < 0) {
         free(req);
         return fd;
     }
-    rc = send_all(fd, req, (size_t)len, timeout_ms, sys_err);
+    rc = send_all(fd, req, (size_t)len, &o, sys_err);
     free(req);
     if (rc == 0)
-        rc = read_response(fd, timeout_ms, out, sys_err);
+        rc = read_response(fd, &o, out, sys_err);
     close(fd);
     if (rc == 0 && !out->body) {
         out->body = calloc(1, 1);

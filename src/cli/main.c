@@ -1,10 +1,11 @@
 /* main.c -- `shoal`: dispatches to a command from one table.
  *
- * Each table row names a command, the flags it accepts (bits into one flag
- * table), how many positional arguments it takes, its function and its help.
- * Parsing, --help, usage errors and the --http default ($SHOAL_HTTP_ADDR,
- * else 127.0.0.1:7947) are done here once for every command. `shoal agent`
- * passes its arguments untouched to shoal_agent_main().
+ * Each table row names a command, the flags it accepts and requires (bits
+ * into one flag table), its positional arguments and how to check them, its
+ * function and its help. Parsing, value checks (check.c), --help, usage
+ * errors and the --http default ($SHOAL_HTTP_ADDR, else 127.0.0.1:7947) are
+ * done here once for every command. `shoal agent` passes its arguments
+ * untouched to shoal_agent_main().
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -21,15 +22,32 @@ enum {
     F_FORMAT = 1 << 0,
     F_HTTP = 1 << 1,
     F_OUT = 1 << 2,
+    F_SERVICE = 1 << 3,
+    F_ID = 1 << 4,
+    F_ADDRESS = 1 << 5,
+    F_PORT = 1 << 6,
+    F_TAG = 1 << 7,
+    F_META = 1 << 8,
+    F_TTL = 1 << 9,
+    F_ALL = 1 << 10,
 };
+#define F_FILTERS (F_ALL | F_TAG | F_META) /* what instances and watch select by */
 
 /* Every flag any command takes; a command picks some by bit. */
 static const struct cli_flag {
     unsigned bit;
     const char *name;
-    const char *arg;
+    const char *arg; /* NULL: takes no value */
     const char *help;
 } cli_flags[] = {
+    {F_SERVICE, "service", "NAME", "the service's name: 1..63 of [a-z0-9-]"},
+    {F_ID, "id", "ID", "the instance's id, unique on this agent: 1..127 of [A-Za-z0-9._:-]"},
+    {F_ADDRESS, "address", "HOST", "where the instance listens: an IP address or host name"},
+    {F_PORT, "port", "N", "its port, 1..65535"},
+    {F_ALL, "all", NULL, "also warning and critical instances, and those of dead nodes"},
+    {F_TAG, "tag", "T", "a tag; repeat for more (to select: instances having all)"},
+    {F_META, "meta", "K=V", "metadata; repeat for more (to select: instances matching all)"},
+    {F_TTL, "ttl", "D", "critical unless 'shoal heartbeat ID' comes every D (10s, 1m)"},
     {F_FORMAT, "format", "table|json", "output format (default: table)"},
     {F_HTTP, "http", "IP:PORT",
      "the agent's HTTP API (default: $SHOAL_HTTP_ADDR, else " SHOAL_CLI_DEFAULT_HTTP ")"},
@@ -42,9 +60,13 @@ struct cli_cmd {
     int (*run)(const struct shoal_cli_args *a); /* NULL: see raw */
     int (*raw)(int argc, char **argv);          /* gets argv from the command on */
     unsigned flags;
+    unsigned required;    /* flags that must be given */
     int min_pos, max_pos; /* positional arguments; max_pos -1 = any number */
     const char *pos_name; /* what a positional argument is, for messages */
-    bool pos_addrs;       /* positional arguments must parse as IP:PORT */
+    /* Optional check of each positional argument (NULL if fine, else what is
+     * wanted), and what the argument is called when it fails. */
+    const char *(*pos_check)(const char *s);
+    const char *pos_what;
     const char *synopsis; /* after "shoal " */
     const char *summary;  /* one line for `shoal help` */
     const char *details;  /* --help text between usage and flags, or NULL */
@@ -52,6 +74,12 @@ struct cli_cmd {
 
 static int cmd_version(const struct shoal_cli_args *a);
 static int cmd_help(const struct shoal_cli_args *a);
+
+static const char *check_addr(const char *s)
+{
+    struct shoal_addr tmp;
+    return shoal_addr_parse(s, &tmp) == 0 ? NULL : "IP:PORT or [IPv6]:PORT";
+}
 
 static const struct cli_cmd cli_cmds[] = {
     {.name = "agent",
@@ -80,7 +108,8 @@ static const struct cli_cmd cli_cmds[] = {
      .min_pos = 1,
      .max_pos = -1,
      .pos_name = "IP:PORT",
-     .pos_addrs = true,
+     .pos_check = check_addr,
+     .pos_what = "address",
      .synopsis = "join IP:PORT... [--http IP:PORT]",
      .summary = "ask the agent to join other nodes",
      .details = "Asks the agent to contact the given nodes and join their cluster."},
@@ -90,9 +119,82 @@ static const struct cli_cmd cli_cmds[] = {
      .synopsis = "leave [--http IP:PORT]",
      .summary = "make the agent leave the cluster and exit",
      .details = "Asks the agent to leave gracefully (others see it as left); it then exits."},
+    {.name = "register",
+     .run = shoal_cli_register,
+     .flags = F_SERVICE | F_ID | F_ADDRESS | F_PORT | F_TAG | F_META | F_TTL | F_HTTP,
+     .required = F_SERVICE | F_ID | F_ADDRESS | F_PORT,
+     .synopsis = "register --service NAME --id ID --address HOST --port N [--tag T]...\n"
+                 "                      [--meta K=V]... [--ttl D] [--http IP:PORT]",
+     .summary = "register a service instance with the agent",
+     .details = "Registers an instance owned by this agent, which spreads it to the cluster;\n"
+                "the same id again updates it. Without --ttl it stays passing until\n"
+                "deregistered; with --ttl it starts critical and is passing for D after each\n"
+                "'shoal heartbeat ID'. Limits: at most 32 tags, 64 meta pairs, 16 KB of meta."},
+    {.name = "deregister",
+     .run = shoal_cli_deregister,
+     .flags = F_HTTP,
+     .min_pos = 1,
+     .max_pos = 1,
+     .pos_name = "ID",
+     .pos_check = shoal_cli_check_id,
+     .pos_what = "ID",
+     .synopsis = "deregister ID [--http IP:PORT]",
+     .summary = "remove an instance registered with the agent",
+     .details = "Removes one of the agent's own instances from the cluster's registry."},
+    {.name = "heartbeat",
+     .run = shoal_cli_heartbeat,
+     .flags = F_HTTP,
+     .min_pos = 1,
+     .max_pos = 1,
+     .pos_name = "ID",
+     .pos_check = shoal_cli_check_id,
+     .pos_what = "ID",
+     .synopsis = "heartbeat ID [--http IP:PORT]",
+     .summary = "mark a TTL instance passing",
+     .details = "Marks an instance registered with --ttl passing for another TTL."},
+    {.name = "services",
+     .run = shoal_cli_services,
+     .flags = F_FORMAT | F_HTTP,
+     .synopsis = "services [--format table|json] [--http IP:PORT]",
+     .summary = "list the registered services",
+     .details = "Lists every service in the registry, sorted by name: NAME PASSING TOTAL\n"
+                "(passing instances of live nodes, and all instances), or the API's JSON\n"
+                "object with --format json."},
+    {.name = "instances",
+     .run = shoal_cli_instances,
+     .flags = F_FILTERS | F_FORMAT | F_HTTP,
+     .min_pos = 1,
+     .max_pos = 1,
+     .pos_name = "NAME",
+     .pos_check = shoal_cli_check_service,
+     .pos_what = "service name",
+     .synopsis = "instances NAME [--all] [--tag T]... [--meta K=V]...\n"
+                 "                       [--format table|json] [--http IP:PORT]",
+     .summary = "list a service's instances",
+     .details = "Lists the passing instances of service NAME on live nodes (every instance\n"
+                "with --all), those with every --tag and --meta given, sorted by (owner, id):\n"
+                "ID ADDRESS:PORT STATUS OWNER TAGS META, or with --format json the API's\n"
+                "\"instances\" array."},
+    {.name = "watch",
+     .run = shoal_cli_watch,
+     .flags = F_FILTERS | F_FORMAT | F_HTTP,
+     .min_pos = 1,
+     .max_pos = 1,
+     .pos_name = "NAME",
+     .pos_check = shoal_cli_check_service,
+     .pos_what = "service name",
+     .synopsis = "watch NAME [--all] [--tag T]... [--meta K=V]...\n"
+                 "                   [--format table|json] [--http IP:PORT]",
+     .summary = "print a service's instances now and after every change",
+     .details = "Like 'shoal instances', then waits for changes (blocking queries) and prints\n"
+                "the set again whenever it changes, under a line with the time and the index;\n"
+                "with --format json, one \"instances\" array per line and no other lines.\n"
+                "If the agent goes away, retries (one warning per outage) and gives up\n"
+                "with exit 1 after 60 s. SIGINT or SIGTERM ends it with exit 0."},
     {.name = "keygen",
      .run = shoal_cli_keygen,
      .flags = F_OUT,
+     .required = F_OUT,
      .synopsis = "keygen --out FILE",
      .summary = "create a new cluster key",
      .details = "Writes a new cluster key to FILE (mode 0600) and prints its path. Give the\n"
@@ -116,9 +218,13 @@ static const struct cli_cmd *find_cmd(const char *name)
 
 static void print_usage(FILE *f)
 {
+    int w = 0;
+    for (size_t i = 0; i < N_CMDS; i++)
+        if ((int)strlen(cli_cmds[i].name) > w)
+            w = (int)strlen(cli_cmds[i].name);
     fprintf(f, "usage: shoal COMMAND [FLAGS]\n\ncommands:\n");
     for (size_t i = 0; i < N_CMDS; i++)
-        fprintf(f, "  %-9s %s\n", cli_cmds[i].name, cli_cmds[i].summary);
+        fprintf(f, "  %-*s %s\n", w, cli_cmds[i].name, cli_cmds[i].summary);
     fprintf(f, "\nRun 'shoal COMMAND --help' for a command's flags.\n");
 }
 
@@ -130,8 +236,9 @@ static void print_cmd_help(const struct cli_cmd *c, FILE *f)
     fprintf(f, "\nflags:\n");
     for (size_t i = 0; i < N_FLAGS; i++) {
         if (c->flags & cli_flags[i].bit) {
-            int w = (int)(strlen(cli_flags[i].name) + strlen(cli_flags[i].arg));
-            fprintf(f, "  --%s %s%*s %s\n", cli_flags[i].name, cli_flags[i].arg,
+            const char *arg = cli_flags[i].arg ? cli_flags[i].arg : "";
+            int w = (int)(strlen(cli_flags[i].name) + strlen(arg)) + (*arg ? 0 : -1);
+            fprintf(f, "  --%s%s%s%*s %s\n", cli_flags[i].name, *arg ? " " : "", arg,
                     w < 17 ? 17 - w : 0, "", cli_flags[i].help);
         }
     }
@@ -161,18 +268,85 @@ static int set_http(const struct cli_cmd *c, struct shoal_cli_args *a, const cha
     return 0;
 }
 
+/* Checks one flag's value into a. Returns 0 or a usage error. */
+static int set_flag(const struct cli_cmd *c, struct shoal_cli_args *a, unsigned bit, const char *v)
+{
+    const char *want = NULL;
+    switch (bit) {
+    case F_FORMAT:
+        if (strcmp(v, "table") == 0)
+            a->format = SHOAL_CLI_FORMAT_TABLE;
+        else if (strcmp(v, "json") == 0)
+            a->format = SHOAL_CLI_FORMAT_JSON;
+        else
+            want = "table or json";
+        break;
+    case F_OUT:
+        if (!*v)
+            return usage_error(c, "--out needs a file name");
+        a->out = v;
+        break;
+    case F_SERVICE:
+        want = shoal_cli_check_service(v);
+        a->service = v;
+        break;
+    case F_ID:
+        want = shoal_cli_check_id(v);
+        a->id = v;
+        break;
+    case F_ADDRESS:
+        want = shoal_cli_check_address(v);
+        a->address = v;
+        break;
+    case F_PORT:
+        want = shoal_cli_check_port(v, &a->port);
+        break;
+    case F_TTL:
+        want = shoal_cli_check_ttl(v, &a->ttl_ms);
+        break;
+    case F_ALL:
+        a->all = true;
+        break;
+    case F_TAG:
+        if (a->ntags == SHOAL_TAGS_MAX)
+            return usage_error(c, "at most %d --tag", SHOAL_TAGS_MAX);
+        want = shoal_cli_check_tag(v);
+        a->tags[a->ntags++] = v;
+        break;
+    case F_META: {
+        if (a->nmeta == SHOAL_METAS_MAX)
+            return usage_error(c, "at most %d --meta", SHOAL_METAS_MAX);
+        struct shoal_cli_kv *kv = &a->meta[a->nmeta];
+        want = shoal_cli_check_meta(v, kv);
+        for (int i = 0; !want && i < a->nmeta; i++)
+            if (strcmp(a->meta[i].key, kv->key) == 0)
+                return usage_error(c, "--meta key '%s' given twice", kv->key);
+        a->nmeta++;
+        break;
+    }
+    }
+    if (want) {
+        for (size_t i = 0; i < N_FLAGS; i++)
+            if (cli_flags[i].bit == bit)
+                return usage_error(c, "bad --%s '%s' (want %s)", cli_flags[i].name, v, want);
+    }
+    return 0;
+}
+
 /* Parses argv (argv[0] is the command name) against the command's flags. */
 static int parse_args(const struct cli_cmd *c, int argc, char **argv, struct shoal_cli_args *a,
                       bool *help)
 {
     struct option longopts[N_FLAGS + 2];
     const char *http = NULL;
-    int n = 0, ch;
+    unsigned given = 0;
+    int n = 0, ch, rc;
 
     for (size_t i = 0; i < N_FLAGS; i++)
         if (c->flags & cli_flags[i].bit)
-            longopts[n++] =
-                (struct option){cli_flags[i].name, required_argument, NULL, (int)(256 + i)};
+            longopts[n++] = (struct option){cli_flags[i].name,
+                                            cli_flags[i].arg ? required_argument : no_argument,
+                                            NULL, (int)(256 + i)};
     longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[n] = (struct option){0};
 
@@ -201,20 +375,11 @@ static int parse_args(const struct cli_cmd *c, int argc, char **argv, struct sho
             return usage_error(c, "unknown flag %s", name);
         }
         const struct cli_flag *f = &cli_flags[ch - 256];
-        if (f->bit == F_FORMAT) {
-            if (strcmp(optarg, "table") == 0)
-                a->format = SHOAL_CLI_FORMAT_TABLE;
-            else if (strcmp(optarg, "json") == 0)
-                a->format = SHOAL_CLI_FORMAT_JSON;
-            else
-                return usage_error(c, "bad --format '%s' (want table or json)", optarg);
-        } else if (f->bit == F_HTTP) {
-            http = optarg;
-        } else if (f->bit == F_OUT) {
-            if (!*optarg)
-                return usage_error(c, "--out needs a file name");
-            a->out = optarg;
-        }
+        given |= f->bit;
+        if (f->bit == F_HTTP)
+            http = optarg; /* checked last: an unset --http falls back to the environment */
+        else if ((rc = set_flag(c, a, f->bit, optarg)) != 0)
+            return rc;
     }
     a->npos = argc - optind;
     a->pos = argv + optind;
@@ -222,13 +387,20 @@ static int parse_args(const struct cli_cmd *c, int argc, char **argv, struct sho
         return usage_error(c, "needs at least %d %s", c->min_pos, c->pos_name);
     if (c->max_pos >= 0 && a->npos > c->max_pos)
         return usage_error(c, "unexpected argument '%s'", a->pos[c->max_pos]);
-    for (int i = 0; c->pos_addrs && i < a->npos; i++) {
-        struct shoal_addr tmp;
-        if (shoal_addr_parse(a->pos[i], &tmp) != 0)
-            return usage_error(c, "bad address '%s' (want IP:PORT or [IPv6]:PORT)", a->pos[i]);
+    for (int i = 0; c->pos_check && i < a->npos; i++) {
+        const char *want = c->pos_check(a->pos[i]);
+        if (want)
+            return usage_error(c, "bad %s '%s' (want %s)", c->pos_what, a->pos[i], want);
     }
-    if ((c->flags & F_OUT) && !a->out)
-        return usage_error(c, "--out FILE is required");
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if ((c->required & cli_flags[i].bit) && !(given & cli_flags[i].bit))
+            return usage_error(c, "--%s %s is required", cli_flags[i].name, cli_flags[i].arg);
+    size_t meta_bytes = 0;
+    for (int i = 0; i < a->nmeta; i++)
+        meta_bytes += strlen(a->meta[i].key) + strlen(a->meta[i].value);
+    if (meta_bytes > SHOAL_META_TOTAL_MAX)
+        return usage_error(c, "--meta keys and values total %zu bytes (at most %d)", meta_bytes,
+                           SHOAL_META_TOTAL_MAX);
     if (c->flags & F_HTTP) {
         if (http)
             return set_http(c, a, http, "--http");

@@ -2,10 +2,12 @@
  * HTTP API and the signal watchers on the default libev loop.
  *
  * Start-up order: parse every flag (exit 2 on a bad one), lock the data
- * dir, load the identity and cluster key, listen for HTTP, raise the
- * generation, bind UDP (exit 1 on any of these). SIGTERM/SIGINT or POST
- * /v1/leave start a graceful leave; the loop keeps running until core says
- * the leave is done or --leave-timeout passes, then the agent exits 0.
+ * dir, load the identity and cluster key, read DATA_DIR/registry (a corrupt
+ * one is refused), listen for HTTP, raise the generation, bind UDP and TCP,
+ * load --config-dir (exit 1 on any of these). SIGHUP reloads --config-dir.
+ * SIGTERM/SIGINT or POST /v1/leave start a graceful leave; the loop keeps
+ * running until core says the leave is done or --leave-timeout passes, then
+ * the agent exits 0.
  */
 #include "io/agent.h"
 
@@ -27,17 +29,24 @@
 #include "io/http.h"
 #include "io/log.h"
 #include "io/node.h"
+#include "io/regstore.h"
+#include "io/svcfile.h"
 #include "io/udp.h"
 #include "wire/wire.h"
 
 /* After the leave is done, the loop runs this much longer so the reply to
  * POST /v1/leave is written: http.h has no "response flushed" notice. */
 #define AGENT_EXIT_LINGER_S 0.1
-/* Bounds for --max-datagram: the smallest datagram core accepts (envelope,
- * a message and two updates, all with the longest names), and the largest
- * IPv4 UDP payload. */
-#define AGENT_MIN_DATAGRAM                                                                         \
+/* Bounds for --max-datagram: the smallest datagram both cores accept (SWIM:
+ * envelope, a message and two updates, all with the longest names; the
+ * registry: envelope and 512 bytes of events), and the largest IPv4 UDP
+ * payload. */
+#define AGENT_MIN_SWIM_DATAGRAM                                                                    \
     (SHOAL_ENVELOPE_BYTES + SHOAL_MSG_BASE_BYTES + 4 * SHOAL_NAME_MAX + 2 * SHOAL_UPDATE_BASE_BYTES)
+#define AGENT_MIN_REG_DATAGRAM (SHOAL_ENVELOPE_BYTES + 512)
+#define AGENT_MIN_DATAGRAM                                                                         \
+    (AGENT_MIN_SWIM_DATAGRAM > AGENT_MIN_REG_DATAGRAM ? AGENT_MIN_SWIM_DATAGRAM                    \
+                                                      : AGENT_MIN_REG_DATAGRAM)
 #define AGENT_MAX_DATAGRAM 65507
 #define AGENT_MAX_JOIN 64
 
@@ -48,11 +57,14 @@ static const char agent_usage[] =
     "                   [--gossip-fanout N] [--indirect-checks N] [--suspicion-mult N]\n"
     "                   [--suspicion-max-mult N] [--retransmit-mult N] [--pushpull-interval D]\n"
     "                   [--gossip-to-dead D] [--reap D] [--max-datagram N] [--leave-timeout D]\n"
-    "                   [--log-level debug|info|warn|error]\n"
+    "                   [--config-dir DIR] [--sync-interval D] [--registry-reap D]\n"
+    "                   [--tombstone-ttl D] [--log-level debug|info|warn|error]\n"
     "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds.\n"
-    "Defaults: --bind 127.0.0.1:7946, --advertise = --bind, --http 127.0.0.1:7947,\n"
-    "--data-dir /var/lib/shoal, name = hostname, leave-timeout 3s, log-level info;\n"
-    "protocol constants follow memberlist's LAN profile.\n";
+    "Defaults: --bind 127.0.0.1:7946 (UDP, and TCP for registry sync), --advertise = --bind,\n"
+    "--http 127.0.0.1:7947, --data-dir /var/lib/shoal, name = hostname, leave-timeout 3s,\n"
+    "log-level info; protocol constants follow memberlist's LAN profile.\n"
+    "Registry: --config-dir loads every *.service file at start and on SIGHUP (none by\n"
+    "default); --sync-interval 30s (0: off), --registry-reap 1h, --tombstone-ttl 24h.\n";
 
 static const char see_help[] = "run 'shoal agent --help' for the flags\n";
 
@@ -65,6 +77,8 @@ struct agent_opts {
     struct shoal_addr joins[AGENT_MAX_JOIN];
     size_t n_joins;
     struct shoal_swim_config swim;
+    struct shoal_registry_config registry;
+    const char *config_dir;
     uint32_t leave_timeout_ms;
     enum shoal_log_level log_level;
 };
@@ -74,7 +88,9 @@ struct agent {
     struct shoal_node *node;
     struct shoal_http_server *http;
     struct shoal_api api;
-    ev_signal sigterm, sigint;
+    struct shoal_svcset svc;
+    const char *config_dir;
+    ev_signal sigterm, sigint, sighup;
     ev_timer leave_timer, linger_timer;
     uint32_t leave_timeout_ms;
     bool leaving, finishing;
@@ -103,6 +119,10 @@ enum {
     OPT_MAX_DATAGRAM,
     OPT_LEAVE_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_CONFIG_DIR,
+    OPT_SYNC_INTERVAL,
+    OPT_REGISTRY_REAP,
+    OPT_TOMBSTONE_TTL,
 };
 
 static const struct option agent_options[] = {
@@ -127,6 +147,10 @@ static const struct option agent_options[] = {
     {"max-datagram", required_argument, NULL, OPT_MAX_DATAGRAM},
     {"leave-timeout", required_argument, NULL, OPT_LEAVE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"config-dir", required_argument, NULL, OPT_CONFIG_DIR},
+    {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
+    {"registry-reap", required_argument, NULL, OPT_REGISTRY_REAP},
+    {"tombstone-ttl", required_argument, NULL, OPT_TOMBSTONE_TTL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -185,6 +209,7 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
 
     memset(o, 0, sizeof(*o));
     shoal_swim_config_defaults(&o->swim);
+    shoal_registry_config_defaults(&o->registry);
     (void)shoal_addr_parse("127.0.0.1:7946", &o->bind);
     (void)shoal_addr_parse("127.0.0.1:7947", &o->http);
     o->bind_s = "127.0.0.1:7946";
@@ -280,6 +305,20 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
             if (shoal_log_level_parse(v, &o->log_level) != 0)
                 rc = bad_value("log-level", v, "expected debug, info, warn or error");
             break;
+        case OPT_CONFIG_DIR:
+            if (!*v)
+                rc = bad_value("config-dir", v, "must not be empty");
+            o->config_dir = v;
+            break;
+        case OPT_SYNC_INTERVAL:
+            rc = parse_duration_flag("sync-interval", v, 0, &o->registry.sync_interval_ms);
+            break;
+        case OPT_REGISTRY_REAP:
+            rc = parse_duration_flag("registry-reap", v, 1, &o->registry.reap_ms);
+            break;
+        case OPT_TOMBSTONE_TTL:
+            rc = parse_duration_flag("tombstone-ttl", v, 1, &o->registry.tombstone_ttl_ms);
+            break;
         case ':':
             fprintf(stderr, "shoal agent: %s needs a value\n%s", argv[optind - 1], see_help);
             return 2;
@@ -367,6 +406,48 @@ static void agent_begin_leave(struct agent *a)
 
 static void agent_api_leave(void *ud) { agent_begin_leave(ud); }
 
+/* Loads --config-dir into the node (at start and on SIGHUP), then makes
+ * the result durable. Returns 0 or -errno if the directory is unreadable. */
+static int agent_load_config(struct agent *a)
+{
+    struct shoal_svcset_result res;
+    int rc = shoal_svcset_apply(&a->svc, a->config_dir, a->node, &res);
+    if (rc != 0)
+        return rc;
+    int prc = shoal_node_persist(a->node);
+    shoal_log_info("config",
+                   "%s: %zu registered, %zu unchanged, %zu deregistered, %zu kept from %zu "
+                   "failed file%s%s",
+                   a->config_dir, res.registered, res.unchanged, res.deregistered, res.kept,
+                   res.files_failed, res.files_failed == 1 ? "" : "s",
+                   prc ? "; NOT saved to the data dir" : "");
+    return 0;
+}
+
+static void agent_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct agent *a = w->data;
+    if (!a->config_dir) {
+        shoal_log_info("agent", "SIGHUP: no --config-dir to reload");
+        return;
+    }
+    if (a->leaving) {
+        shoal_log_info("agent", "SIGHUP during leave: ignored");
+        return;
+    }
+    shoal_log_info("agent", "SIGHUP: reloading %s", a->config_dir);
+    int rc = agent_load_config(a);
+    if (rc != 0)
+        shoal_log_warn("config", "cannot read %s: %s; nothing changed", a->config_dir,
+                       strerror(-rc));
+}
+
+static void agent_reg_changed(void *ud)
+{
+    struct agent *a = ud;
+    shoal_api_registry_changed(&a->api);
+}
+
 static void agent_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct agent *a = w->data;
@@ -393,12 +474,15 @@ static int agent_run(struct agent_opts *o)
 {
     struct shoal_node_config nc;
     struct shoal_cluster_key ck;
+    struct shoal_regstore store;
     struct agent a;
+    char why[512];
     char bs[SHOAL_ADDR_STRLEN], hs[SHOAL_ADDR_STRLEN], as[SHOAL_ADDR_STRLEN];
     int rc, lock_fd, status = 1;
 
     memset(&a, 0, sizeof(a));
     memset(&nc, 0, sizeof(nc));
+    memset(&store, 0, sizeof(store));
     shoal_addr_format(&o->bind, bs, sizeof(bs));
     shoal_addr_format(&o->http, hs, sizeof(hs));
     shoal_addr_format(&o->advertise, as, sizeof(as));
@@ -434,6 +518,19 @@ static int agent_run(struct agent_opts *o)
         explicit_bzero(&ck, sizeof(ck));
     }
 
+    if ((rc = shoal_regstore_load(o->data_dir, &store, why, sizeof(why))) != 0) {
+        fprintf(stderr,
+                "shoal agent: cannot restore %s/%s: %s.\n"
+                "Refusing to start rather than lose this node's registrations; move the file "
+                "away to start without them.\n",
+                o->data_dir, SHOAL_REGSTORE_FILE, why);
+        goto out_lock;
+    }
+    if (store.msg.n_events && strcmp(store.owner, o->name) != 0)
+        shoal_log_warn("agent", "%s/%s was saved by '%s'; its %u instance%s now belong to '%s'",
+                       o->data_dir, SHOAL_REGSTORE_FILE, store.owner, store.msg.n_events,
+                       store.msg.n_events == 1 ? "" : "s", o->name);
+
     a.loop = ev_default_loop(EVFLAG_AUTO);
     if (!a.loop) {
         fprintf(stderr, "shoal agent: cannot initialise libev\n");
@@ -441,18 +538,27 @@ static int agent_run(struct agent_opts *o)
     }
     a.api.ud = &a;
     a.api.leave = agent_api_leave;
+    a.api.loop = a.loop;
+    a.api.svc = &a.svc;
     a.http = shoal_http_server_new(a.loop, &o->http, shoal_api_handle, &a.api, &rc);
     if (!a.http) {
         fprintf(stderr, "shoal agent: cannot listen for HTTP on %s: %s\n", hs,
                 shoal_udp_strerror(rc));
         goto out_lock;
     }
+    a.api.http = a.http;
 
     nc.swim = o->swim;
+    nc.registry = o->registry;
+    nc.data_dir = o->data_dir;
+    nc.restore = store.msg.events;
+    nc.n_restore = store.msg.n_events;
+    nc.restore_version = store.version;
+    nc.reg_changed = agent_reg_changed;
     snprintf(nc.swim.name, sizeof(nc.swim.name), "%s", o->name);
     nc.swim.addr = o->advertise;
     if ((rc = shoal_datadir_next_generation(o->data_dir, (uint64_t)time(NULL),
-                                             &nc.swim.generation)) != 0) {
+                                            &nc.swim.generation)) != 0) {
         fprintf(stderr, "shoal agent: cannot raise the generation in %s/generation: %s\n",
                 o->data_dir, shoal_datadir_strerror(rc));
         goto out_http;
@@ -467,19 +573,28 @@ static int agent_run(struct agent_opts *o)
     nc.ud = &a;
     a.node = shoal_node_new(a.loop, &nc, &rc);
     explicit_bzero(&nc.identity, sizeof(nc.identity));
+    shoal_regstore_clear(&store); /* restored (copied) by now, or failed */
     if (!a.node) {
-        /* -errno comes from the socket; SHOAL_E* from wire or core. */
+        /* -errno comes from a socket; SHOAL_E* from wire or core. */
         if (rc == SHOAL_EINVAL) {
-            fprintf(stderr, "shoal agent: the protocol settings were rejected\n");
+            fprintf(stderr, "shoal agent: the protocol settings or the restored registry were "
+                            "rejected\n");
             status = 2;
         } else if (rc > SHOAL_ERR_FIRST_ && rc < SHOAL_ERR_LAST_) {
             fprintf(stderr, "shoal agent: cannot start the node: %s\n", shoal_strerror(rc));
         } else {
-            fprintf(stderr, "shoal agent: cannot bind UDP %s: %s\n", bs, shoal_udp_strerror(rc));
+            fprintf(stderr, "shoal agent: cannot bind UDP and TCP %s: %s\n", bs,
+                    shoal_udp_strerror(rc));
         }
         goto out_http;
     }
     a.api.node = a.node;
+    a.config_dir = o->config_dir;
+    if (a.config_dir && (rc = agent_load_config(&a)) != 0) {
+        fprintf(stderr, "shoal agent: cannot read --config-dir '%s': %s\n", a.config_dir,
+                strerror(-rc));
+        goto out_node;
+    }
 
     a.leave_timeout_ms = o->leave_timeout_ms;
     ev_init(&a.leave_timer, agent_leave_timeout);
@@ -487,9 +602,11 @@ static int agent_run(struct agent_opts *o)
     ev_timer_init(&a.linger_timer, agent_stop_loop, AGENT_EXIT_LINGER_S, 0.);
     ev_signal_init(&a.sigterm, agent_signal, SIGTERM);
     ev_signal_init(&a.sigint, agent_signal, SIGINT);
-    a.sigterm.data = a.sigint.data = &a;
+    ev_signal_init(&a.sighup, agent_sighup, SIGHUP);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
     ev_signal_start(a.loop, &a.sigterm);
     ev_signal_start(a.loop, &a.sigint);
+    ev_signal_start(a.loop, &a.sighup);
 
     shoal_log_info("agent", "%s started: udp %s advertise %s http %s generation %" PRIu64, o->name,
                    bs, as, hs, nc.swim.generation);
@@ -508,12 +625,17 @@ static int agent_run(struct agent_opts *o)
 
     ev_signal_stop(a.loop, &a.sigterm);
     ev_signal_stop(a.loop, &a.sigint);
+    ev_signal_stop(a.loop, &a.sighup);
     ev_timer_stop(a.loop, &a.leave_timer);
     ev_timer_stop(a.loop, &a.linger_timer);
+out_node:
+    shoal_api_close(&a.api);
     shoal_node_free(a.node);
+    shoal_svcset_clear(&a.svc);
 out_http:
     shoal_http_server_free(a.http);
 out_lock:
+    shoal_regstore_clear(&store);
     explicit_bzero(&nc.identity, sizeof(nc.identity));
     close(lock_fd);
     return status;

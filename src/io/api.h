@@ -1,20 +1,33 @@
-/* api.h -- the agent's HTTP/JSON API handlers (docs/interfaces.md).
+/* api.h -- the agent's HTTP/JSON API handlers (docs/interfaces.md and
+ * docs/registry-interfaces.md).
  *
- *   GET  /v1/members  every member, self included, sorted by name
- *   GET  /v1/info     this node: identity, counters, drops, protocol stats
- *   POST /v1/join     {"addrs":["IP:PORT", ...]} -> {"joining":N}
- *   POST /v1/leave    -> {"leaving":true}; the agent leaves and exits
- * Errors are {"error":"message"} with 400, 404, 405 or 500. The handler has
- * the signature of shoal_http_handler, with a struct shoal_api as ud.
+ *   GET  /v1/members            every member, self included, sorted by name
+ *   GET  /v1/info               this node: identity, counters, drops, stats
+ *   POST /v1/join               {"addrs":["IP:PORT", ...]} -> {"joining":N}
+ *   POST /v1/leave              -> {"leaving":true}; the agent leaves and exits
+ *   POST /v1/register           an instance of ours (JSON body)
+ *   POST /v1/deregister/ID      POST /v1/heartbeat/ID
+ *   GET  /v1/services           GET /v1/instances/NAME (blocking with index)
+ *   GET  /v1/registry           counts, digests and stats of this replica
+ * Errors are {"error":"message"} with 400, 404, 405, 500 or 503. The handler
+ * has the signature of shoal_http_handler, with a struct shoal_api as ud.
  */
 #ifndef SHOAL_IO_API_H
 #define SHOAL_IO_API_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/http.h"
 
+struct ev_loop;
 struct shoal_node;
+struct shoal_svcset;
+struct api_waiters;
+
+#define SHOAL_API_MAX_WAITERS 4096      /* blocking queries at once; then 503 */
+#define SHOAL_API_WAIT_DEFAULT_MS 60000 /* wait= of a blocking query */
+#define SHOAL_API_WAIT_MAX_MS 600000
 
 struct shoal_api {
     struct shoal_node *node;
@@ -23,10 +36,27 @@ struct shoal_api {
      * HTTP server synchronously. */
     void (*leave)(void *ud);
     void *ud;
+    /* For blocking queries: the server that answers deferred requests and
+     * the loop of their timers. Without both, a query answers at once. */
+    struct shoal_http_server *http;
+    struct ev_loop *loop;
+    /* Optional: ids from --config-dir; an API registration or
+     * deregistration of one takes it from the files' care. */
+    struct shoal_svcset *svc;
+    struct api_waiters *waiters; /* private; shoal_api_close() frees it */
 };
 
 /* A shoal_http_handler: ud is a struct shoal_api *. resp->body is malloc'd. */
 void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,
                       struct shoal_http_resp *resp);
+
+/* Answers every blocking query whose service index has moved (the node's
+ * reg_changed observer calls this). */
+void shoal_api_registry_changed(struct shoal_api *api);
+/* Blocking queries waiting now. */
+size_t shoal_api_waiting(const struct shoal_api *api);
+/* Drops every waiting query (their connections close with the server) and
+ * frees what the API allocated. */
+void shoal_api_close(struct shoal_api *api);
 
 #endif

@@ -1,7 +1,8 @@
-/* datadir.c -- data directory: mkdir -p, flock, durable generation counter.
+/* datadir.c -- data directory: mkdir -p, flock, durable files, generation.
  *
- * The generation file is replaced, never rewritten in place: write
- * DIR/generation.tmp, fsync it, rename it over DIR/generation, fsync DIR.
+ * Files (the generation counter, the registry) are replaced, never
+ * rewritten in place: write DIR/NAME.tmp, fsync it, rename it over
+ * DIR/NAME, fsync DIR.
  * A crash at any point leaves either the old or the new number, never a
  * torn one; a file that is not a number anyway is reported, not "fixed",
  * because resetting the counter would let the node's old self shadow it.
@@ -117,8 +118,9 @@ static int read_generation(const char *path, uint64_t *out)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
+static int write_all(int fd, const void *data, size_t len)
 {
+    const char *p = data;
     while (len) {
         ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
@@ -131,26 +133,20 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-int shoal_datadir_next_generation(const char *dir, uint64_t floor, uint64_t *gen)
+int shoal_datadir_write_file(const char *dir, const char *name, const void *data, size_t len)
 {
-    char path[PATH_MAX], tmp[PATH_MAX], text[GEN_FILE_MAX];
-    uint64_t cur;
+    char path[PATH_MAX], tmp[PATH_MAX], tmpname[NAME_MAX + 1];
     int rc, fd;
 
-    if ((rc = join_path(path, sizeof(path), dir, "generation")) != 0 ||
-        (rc = join_path(tmp, sizeof(tmp), dir, "generation.tmp")) != 0)
+    if (snprintf(tmpname, sizeof(tmpname), "%s.tmp", name) >= (int)sizeof(tmpname))
+        return -ENAMETOOLONG;
+    if ((rc = join_path(path, sizeof(path), dir, name)) != 0 ||
+        (rc = join_path(tmp, sizeof(tmp), dir, tmpname)) != 0)
         return rc;
-    if ((rc = read_generation(path, &cur)) != 0)
-        return rc;
-    if (cur == UINT64_MAX)
-        return SHOAL_ERANGE;
-    uint64_t next = cur + 1 > floor ? cur + 1 : floor;
-    int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", next);
-
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    rc = write_all(fd, text, (size_t)len);
+    rc = write_all(fd, data, len);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)
@@ -168,7 +164,98 @@ int shoal_datadir_next_generation(const char *dir, uint64_t floor, uint64_t *gen
     if (fsync(dfd) != 0)
         rc = -errno;
     close(dfd);
-    if (rc == 0)
-        *gen = next;
     return rc;
+}
+
+int shoal_datadir_read_file(const char *dir, const char *name, size_t max, uint8_t **data,
+                            size_t *len)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap;
+    int rc, fd;
+
+    *data = NULL;
+    *len = 0;
+    if ((rc = join_path(path, sizeof(path), dir, name)) != 0)
+        return rc;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = SHOAL_ETOOBIG;
+        goto out;
+    }
+    /* One byte more than the size, so that growth meanwhile is noticed. */
+    cap = (size_t)st.st_size + 1;
+    if (!(buf = malloc(cap))) {
+        rc = SHOAL_ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > max) {
+                rc = SHOAL_ETOOBIG;
+                goto out;
+            }
+            size_t nc = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            uint8_t *nb = realloc(buf, nc);
+            if (!nb) {
+                rc = SHOAL_ENOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > max) {
+        rc = SHOAL_ETOOBIG;
+        goto out;
+    }
+    *data = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int shoal_datadir_next_generation(const char *dir, uint64_t floor, uint64_t *gen)
+{
+    char path[PATH_MAX], text[GEN_FILE_MAX];
+    uint64_t cur;
+    int rc;
+
+    if ((rc = join_path(path, sizeof(path), dir, "generation")) != 0)
+        return rc;
+    if ((rc = read_generation(path, &cur)) != 0)
+        return rc;
+    if (cur == UINT64_MAX)
+        return SHOAL_ERANGE;
+    uint64_t next = cur + 1 > floor ? cur + 1 : floor;
+    int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", next);
+    if ((rc = shoal_datadir_write_file(dir, "generation", text, (size_t)len)) != 0)
+        return rc;
+    *gen = next;
+    return 0;
 }

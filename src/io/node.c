@@ -1,10 +1,16 @@
-/* node.c -- drives one sans-IO SWIM core from libev: UDP in, UDP out, one timer.
+/* node.c -- drives the sans-IO SWIM and registry cores from libev: UDP and
+ * TCP in and out, one timer, persistence of our own instances.
  *
- * Inputs: a datagram (wire-opened, then shoal_swim_recv), the timer
- * (shoal_swim_tick), a local join or leave. After each input batch the single
- * ev_timer is re-armed to shoal_swim_next_deadline(). Every datagram that
- * wire refuses is counted by reason and changes nothing. Events from core are
- * logged at info ("swim" module) and then passed to the optional observer.
+ * Inputs: a datagram (wire-verified, then dispatched on the payload type:
+ * 1..7 to shoal_swim_recv, 8 to shoal_registry_recv), a stream frame
+ * (verified, 9..11 to shoal_registry_recv with its connection), the timer
+ * (both cores tick), a local call (join, leave, register, ...). After each
+ * input batch DATA_DIR/registry is rewritten if our instances changed, the
+ * reg_changed observer runs, and the single ev_timer is re-armed to the
+ * earlier of both cores' deadlines. Every datagram or frame that wire
+ * refuses is counted by reason and changes nothing. SWIM events are logged
+ * at info ("swim" module), told to the registry (owner liveness, the join's
+ * anti-entropy) and then passed to the optional observer.
  */
 #include "io/node.h"
 
@@ -15,20 +21,38 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/datadir.h"
 #include "io/log.h"
+#include "io/regstore.h"
+#include "io/stream.h"
 #include "io/udp.h"
 
 /* A deadline farther than this is re-checked anyway; ticking early is a
  * no-op for core, and it bounds the damage of a clock surprise. */
 #define NODE_MAX_SLEEP_S 60.0
 #define NODE_STUCK_BACKOFF_S 0.001
+/* Binding port 0 picks a free UDP port; the TCP listener must take the same
+ * number, which another process may hold: then both are tried again. */
+#define NODE_BIND_TRIES 32
+/* Room for a message's fields besides its events in a frame estimate. */
+#define NODE_FRAME_BASE 1024
 
 struct shoal_node {
     struct ev_loop *loop;
     struct shoal_udp *udp;
+    struct shoal_stream *stream;
     struct shoal_wire *wire;
     struct shoal_swim *swim;
+    struct shoal_registry *reg;
     ev_timer timer;
+    char *data_dir;          /* NULL: nothing persisted */
+    bool dirty;              /* our instances changed since the last write */
+    int persist_err;         /* the last write's error, 0 if it succeeded */
+    bool view_changed;       /* queries may answer differently: tell reg_changed */
+    uint64_t last_open_conn; /* a stream we opened, for later parts of its message */
+    struct shoal_addr last_open_addr;
+    uint8_t *frame; /* encode + seal scratch for stream frames */
+    size_t frame_cap;
     struct shoal_addr addr;  /* advertised */
     struct shoal_addr bound; /* socket */
     size_t max_datagram;
@@ -38,6 +62,7 @@ struct shoal_node {
     uint8_t cluster_pk[SHOAL_PK_BYTES];
     void (*event)(void *ud, const struct shoal_event *ev);
     void (*left)(void *ud);
+    void (*reg_changed)(void *ud);
     void *ud;
     struct shoal_node_counters counters;
     struct shoal_msg msg; /* decode target: too big for the stack (~7 KiB) */
@@ -53,14 +78,27 @@ static int64_t clock_us(void)
 
 int64_t shoal_node_clock_ms(void) { return clock_us() / 1000; }
 
+int64_t shoal_node_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Logs only the 1st, 2nd, 4th, ... and then every 1024th occurrence: a
  * persistent fault stays visible without flooding the log. */
 static bool log_sampled(uint64_t count) { return (count & (count - 1)) == 0 || count % 1024 == 0; }
 
-/* Arms the one timer for core's next deadline, at least min_s from now. */
+static int64_t node_deadline(const struct shoal_node *n)
+{
+    int64_t s = shoal_swim_next_deadline(n->swim), r = shoal_registry_next_deadline(n->reg);
+    return s < r ? s : r;
+}
+
+/* Arms the one timer for the cores' next deadline, at least min_s from now. */
 static void node_rearm(struct shoal_node *n, double min_s)
 {
-    int64_t deadline_ms = shoal_swim_next_deadline(n->swim);
+    int64_t deadline_ms = node_deadline(n);
     /* Refresh libev's cached monotonic time first: ev_timer counts from it,
      * and a stale value would fire the timer before our own clock reached
      * the deadline. */
@@ -80,9 +118,39 @@ static void node_rearm(struct shoal_node *n, double min_s)
     ev_timer_start(n->loop, &n->timer);
 }
 
-/* Called after every input: reports a finished leave, re-arms the timer. */
+int shoal_node_persist(struct shoal_node *n)
+{
+    /* A leave deregisters everything, but the file keeps what was
+     * registered: a restarted node announces it again (docs/interfaces.md). */
+    if (!n->data_dir || !n->dirty || n->leaving)
+        return n->leaving ? 0 : n->persist_err;
+    int rc = shoal_regstore_save(n->data_dir, shoal_swim_config(n->swim)->name, n->reg);
+    if (rc == 0) {
+        n->dirty = false;
+        n->persist_err = 0;
+        n->counters.persist_writes++;
+        return 0;
+    }
+    n->persist_err = rc;
+    n->counters.persist_errors++;
+    if (log_sampled(n->counters.persist_errors))
+        shoal_log_error("registry", "cannot write %s/%s: %s (%" PRIu64 " failures so far)",
+                        n->data_dir, SHOAL_REGSTORE_FILE, shoal_datadir_strerror(rc),
+                        n->counters.persist_errors);
+    return rc;
+}
+
+/* Called after every input: persists our instances if they changed, tells
+ * the observer about a changed registry, reports a finished leave, re-arms
+ * the timer. */
 static void node_after_input(struct shoal_node *n, double min_s)
 {
+    (void)shoal_node_persist(n); /* logs its own failure; retried next time */
+    if (n->view_changed) {
+        n->view_changed = false;
+        if (n->reg_changed)
+            n->reg_changed(n->ud);
+    }
     if (n->leaving && !n->left_reported && shoal_swim_leave_done(n->swim)) {
         n->left_reported = true;
         shoal_log_info("swim", "leave done");
@@ -116,6 +184,31 @@ static void node_send(void *ud, const struct shoal_addr *to, const struct shoal_
     }
     n->counters.packets_out++;
     n->counters.bytes_out += (uint64_t)len;
+}
+
+/* What membership tells the registry: an owner's liveness and generation
+ * (its instances are served, dropped or wiped accordingly), and, once a
+ * join is answered, a full anti-entropy exchange with the seed that
+ * answered, so a new node gets the whole registry at once. */
+static void node_event_registry(struct shoal_node *n, const struct shoal_event *ev)
+{
+    const struct shoal_member_info *m = ev->member;
+    int64_t now = shoal_node_clock_ms();
+
+    switch (ev->type) {
+    case SHOAL_EV_MEMBER_JOIN:
+    case SHOAL_EV_MEMBER_STATUS:
+        shoal_registry_owner_status(n->reg, now, m->name, m->status, m->generation);
+        break;
+    case SHOAL_EV_MEMBER_REAPED:
+        shoal_registry_owner_status(n->reg, now, m->name, SHOAL_LEFT, m->generation);
+        break;
+    case SHOAL_EV_JOINED:
+        shoal_registry_sync_with(n->reg, now, &ev->other_addr);
+        break;
+    case SHOAL_EV_CONFLICT:
+        break;
+    }
 }
 
 static void node_event(void *ud, const struct shoal_event *ev)
@@ -155,31 +248,243 @@ static void node_event(void *ud, const struct shoal_event *ev)
                        shoal_swim_member_count(n->swim));
         break;
     }
+    node_event_registry(n, ev);
     if (n->event)
         n->event(n->ud, ev);
+}
+
+/* Maps a decoder's error to the drop reason it is counted under. */
+static int decode_drop(int rc)
+{
+    return rc == SHOAL_EDECODE ? SHOAL_DROP_DECODE : SHOAL_DROP_INVALID;
+}
+
+static void node_drop(struct shoal_node *n, uint64_t *drops, int drop, const char *what, size_t len,
+                      const struct shoal_addr *src, const char *detail)
+{
+    char a[SHOAL_ADDR_STRLEN];
+    if (drop < 0 || drop >= SHOAL_DROP_COUNT)
+        drop = SHOAL_DROP_INVALID;
+    drops[drop]++;
+    if (shoal_log_enabled(SHOAL_LOG_DEBUG))
+        shoal_log_debug("wire", "dropped a %zu%s byte %s from %s: %s%s%s", len,
+                        len > n->max_datagram && drops == n->counters.drops ? "+" : "", what,
+                        shoal_addr_format(src, a, sizeof(a)), shoal_drop_name(drop),
+                        detail ? ": " : "", detail ? detail : "");
 }
 
 static void node_datagram(void *ud, const uint8_t *buf, size_t len, const struct shoal_addr *src)
 {
     struct shoal_node *n = ud;
-    char a[SHOAL_ADDR_STRLEN];
-    int drop = SHOAL_DROP_INVALID;
+    const uint8_t *payload;
+    const char *bad = NULL;
+    size_t plen;
+    int drop = SHOAL_DROP_INVALID, rc;
 
     n->counters.packets_in++;
     n->counters.bytes_in += len;
     if (len > n->max_datagram) {
-        drop = SHOAL_DROP_TOO_LARGE;
-    } else if (shoal_wire_open(n->wire, buf, len, &n->msg, &drop) == 0) {
+        node_drop(n, n->counters.drops, SHOAL_DROP_TOO_LARGE, "datagram", len, src, NULL);
+        return;
+    }
+    if (shoal_wire_verify(n->wire, buf, len, &payload, &plen, &drop) != 0) {
+        node_drop(n, n->counters.drops, drop, "datagram", len, src, NULL);
+        return;
+    }
+    int type = shoal_wire_payload_type(payload, plen);
+    if (type >= 1 && type <= SHOAL_MSG_TYPE_MAX) {
+        if ((rc = shoal_wire_decode(payload, plen, &n->msg, &bad)) != 0) {
+            node_drop(n, n->counters.drops, decode_drop(rc), "datagram", len, src, bad);
+            return;
+        }
         shoal_swim_recv(n->swim, shoal_node_clock_ms(), src, &n->msg);
         return;
     }
-    if (drop < 0 || drop >= SHOAL_DROP_COUNT)
-        drop = SHOAL_DROP_INVALID;
-    n->counters.drops[drop]++;
-    if (shoal_log_enabled(SHOAL_LOG_DEBUG))
-        shoal_log_debug("wire", "dropped %zu%s bytes from %s: %s", len,
-                        len > n->max_datagram ? "+" : "", shoal_addr_format(src, a, sizeof(a)),
-                        shoal_drop_name(drop));
+    if (type != SHOAL_REG_GOSSIP) {
+        /* Anti-entropy travels on streams only: a sync answered by datagram
+         * would be an amplifier. */
+        node_drop(n, n->counters.drops, type < 0 ? SHOAL_DROP_DECODE : SHOAL_DROP_INVALID,
+                  "datagram", len, src, type < 0 ? NULL : "not a datagram message type");
+        return;
+    }
+    struct shoal_reg_msg m;
+    if ((rc = shoal_wire_decode_reg(payload, plen, &m, &bad)) != 0) {
+        node_drop(n, n->counters.drops, decode_drop(rc), "datagram", len, src, bad);
+        return;
+    }
+    struct shoal_reg_peer peer = {.addr = *src};
+    n->counters.reg_in++;
+    shoal_registry_recv(n->reg, shoal_node_clock_ms(), &peer, &m);
+    shoal_reg_msg_free(&m);
+}
+
+/* One whole stream frame from connection conn. */
+static void node_frame(void *ud, uint64_t conn, const struct shoal_addr *src, const uint8_t *frame,
+                       size_t len)
+{
+    struct shoal_node *n = ud;
+    const uint8_t *payload;
+    const char *bad = NULL;
+    size_t plen;
+    int drop = SHOAL_DROP_INVALID, rc;
+
+    if (shoal_wire_verify_frame(n->wire, frame, len, &payload, &plen, &drop) != 0) {
+        node_drop(n, n->counters.frame_drops, drop, "frame", len, src, NULL);
+        return;
+    }
+    int type = shoal_wire_payload_type(payload, plen);
+    if (type != SHOAL_REG_SYNC_REQ && type != SHOAL_REG_SYNC_RESP && type != SHOAL_REG_SYNC_DATA) {
+        node_drop(n, n->counters.frame_drops, type < 0 ? SHOAL_DROP_DECODE : SHOAL_DROP_INVALID,
+                  "frame", len, src, type < 0 ? NULL : "not a stream message type");
+        return;
+    }
+    struct shoal_reg_msg m;
+    if ((rc = shoal_wire_decode_reg(payload, plen, &m, &bad)) != 0) {
+        node_drop(n, n->counters.frame_drops, decode_drop(rc), "frame", len, src, bad);
+        return;
+    }
+    struct shoal_reg_peer peer = {.addr = *src, .conn = conn, .stream = true};
+    n->counters.reg_in++;
+    shoal_registry_recv(n->reg, shoal_node_clock_ms(), &peer, &m);
+    shoal_reg_msg_free(&m);
+}
+
+/* ------------------------------------------------- the registry's output */
+
+/* Conservative payload size of a registry message, for the frame buffer. */
+static size_t reg_msg_cost(const struct shoal_reg_msg *m)
+{
+    size_t n = NODE_FRAME_BASE;
+    for (uint32_t i = 0; i < m->n_events; i++)
+        n += shoal_instance_cost(&m->events[i]);
+    n += (size_t)m->n_digests * (48 + SHOAL_NAME_MAX);
+    n += (size_t)m->n_wants * (3 + SHOAL_NAME_MAX);
+    return n;
+}
+
+static void node_reg_send_datagram(struct shoal_node *n, const struct shoal_reg_peer *to,
+                                   const struct shoal_reg_msg *m)
+{
+    char a[SHOAL_ADDR_STRLEN];
+    uint8_t *payload = n->out + SHOAL_ENVELOPE_BYTES;
+    int len = shoal_wire_encode_reg(m, payload, n->max_datagram - SHOAL_ENVELOPE_BYTES);
+    if (len >= 0)
+        len = shoal_wire_seal_payload(n->wire, payload, (size_t)len, n->out, n->max_datagram);
+    if (len < 0) {
+        n->counters.seal_errors++;
+        if (log_sampled(n->counters.seal_errors))
+            shoal_log_warn("registry",
+                           "cannot seal a type %u message (%u events) to %s: %s (%" PRIu64
+                           " so far)",
+                           m->type, m->n_events, shoal_addr_format(&to->addr, a, sizeof(a)),
+                           shoal_strerror(len), n->counters.seal_errors);
+        return;
+    }
+    int rc = shoal_udp_send(n->udp, &to->addr, n->out, (size_t)len);
+    if (rc != 0) {
+        n->counters.send_errors++;
+        if (log_sampled(n->counters.send_errors))
+            shoal_log_warn("udp", "sendto %s: %s (%" PRIu64 " so far)",
+                           shoal_addr_format(&to->addr, a, sizeof(a)), shoal_udp_strerror(rc),
+                           n->counters.send_errors);
+        return;
+    }
+    n->counters.reg_out++;
+    n->counters.packets_out++;
+    n->counters.bytes_out += (uint64_t)len;
+}
+
+/* Encodes and seals m as one frame in n->frame; returns its length or a
+ * negative error. */
+static int node_seal_frame(struct shoal_node *n, const struct shoal_reg_msg *m)
+{
+    size_t want = reg_msg_cost(m);
+    if (want > SHOAL_STREAM_FRAME_MAX)
+        want = SHOAL_STREAM_FRAME_MAX;
+    for (;;) {
+        size_t cap = want + SHOAL_FRAME_OVERHEAD;
+        if (cap > n->frame_cap) {
+            uint8_t *p = realloc(n->frame, cap);
+            if (!p)
+                return SHOAL_ENOMEM;
+            n->frame = p;
+            n->frame_cap = cap;
+        }
+        uint8_t *payload = n->frame + SHOAL_FRAME_OVERHEAD;
+        int len = shoal_wire_encode_reg(m, payload, n->frame_cap - SHOAL_FRAME_OVERHEAD);
+        if (len >= 0)
+            return shoal_wire_seal_frame(n->wire, payload, (size_t)len, n->frame, n->frame_cap);
+        /* The cost is an upper bound; growing is only a guard. */
+        if (len != SHOAL_ETOOBIG || want >= SHOAL_STREAM_FRAME_MAX)
+            return len;
+        want = want * 2 > SHOAL_STREAM_FRAME_MAX ? SHOAL_STREAM_FRAME_MAX : want * 2;
+    }
+}
+
+static void node_reg_send_stream(struct shoal_node *n, const struct shoal_reg_peer *to,
+                                 const struct shoal_reg_msg *m)
+{
+    char a[SHOAL_ADDR_STRLEN];
+    uint64_t conn = to->conn, opened = 0;
+    int len = node_seal_frame(n, m);
+
+    if (len < 0) {
+        n->counters.seal_errors++;
+        if (log_sampled(n->counters.seal_errors))
+            shoal_log_warn("registry",
+                           "cannot seal a type %u frame (%u events, %u digests) to %s: %s (%" PRIu64
+                           " so far)",
+                           m->type, m->n_events, m->n_digests,
+                           shoal_addr_format(&to->addr, a, sizeof(a)), shoal_strerror(len),
+                           n->counters.seal_errors);
+        return;
+    }
+    /* Later parts of a message that opened a stream follow it there. */
+    if (conn == 0 && m->part > 0 && n->last_open_conn &&
+        shoal_addr_eq(&n->last_open_addr, &to->addr) &&
+        shoal_stream_conn_open(n->stream, n->last_open_conn))
+        conn = n->last_open_conn;
+    int rc = shoal_stream_send(n->stream, conn, &to->addr, n->frame, (size_t)len, &opened);
+    if (rc != 0) {
+        n->counters.stream_errors++;
+        if (log_sampled(n->counters.stream_errors))
+            shoal_log_warn("stream",
+                           "cannot send a type %u frame to %s (connection %" PRIu64
+                           "): %s (%" PRIu64 " so far)",
+                           m->type, shoal_addr_format(&to->addr, a, sizeof(a)), conn,
+                           shoal_udp_strerror(rc), n->counters.stream_errors);
+        return;
+    }
+    if (conn == 0) {
+        n->last_open_conn = opened;
+        n->last_open_addr = to->addr;
+    }
+    n->counters.reg_out++;
+}
+
+static void node_reg_send(void *ud, const struct shoal_reg_peer *to, const struct shoal_reg_msg *m)
+{
+    struct shoal_node *n = ud;
+    if (to->stream)
+        node_reg_send_stream(n, to, m);
+    else
+        node_reg_send_datagram(n, to, m);
+}
+
+static size_t node_reg_peers(void *ud, size_t k, struct shoal_addr *out)
+{
+    struct shoal_node *n = ud;
+    return shoal_swim_random_members(n->swim, k, out);
+}
+
+static void node_reg_changed(void *ud, const struct shoal_reg_change *c)
+{
+    struct shoal_node *n = ud;
+    /* Only noted here: the registry is mid-change. node_after_input()
+     * persists and tells the observer once the input is done. */
+    if (c->own)
+        n->dirty = true;
+    n->view_changed = true;
 }
 
 static void node_batch_done(void *ud) { node_after_input(ud, 0); }
@@ -191,23 +496,77 @@ static void node_timer(struct ev_loop *loop, ev_timer *w, int revents)
     double min_s = 0;
     n->counters.timer_fires++;
     shoal_swim_tick(n->swim, now);
-    if (shoal_swim_next_deadline(n->swim) <= now) {
+    shoal_registry_tick(n->reg, now);
+    if (node_deadline(n) <= now) {
         /* A tick must move the deadline past now; if core fails to, wait
          * a millisecond rather than spin the CPU, and say so. */
         n->counters.stuck_deadlines++;
         if (log_sampled(n->counters.stuck_deadlines))
-            shoal_log_warn("swim",
-                           "deadline did not advance past %" PRId64 " after a tick (%" PRIu64
-                           " so far)",
-                           now, n->counters.stuck_deadlines);
+            shoal_log_warn("node",
+                           "deadline did not advance past %" PRId64 " after a tick (swim %" PRId64
+                           ", registry %" PRId64 "; %" PRIu64 " so far)",
+                           now, shoal_swim_next_deadline(n->swim),
+                           shoal_registry_next_deadline(n->reg), n->counters.stuck_deadlines);
         min_s = NODE_STUCK_BACKOFF_S;
     }
     node_after_input(n, min_s);
 }
 
+static void node_stream_batch(void *ud) { node_after_input(ud, 0); }
+
+/* Binds UDP and, at the same IP:PORT, the TCP stream listener. With port 0
+ * the kernel picks the UDP port, which TCP may find taken: try again. */
+static int node_bind(struct shoal_node *n, const struct shoal_addr *bind)
+{
+    struct shoal_stream_config sc = {
+        .out_max = SHOAL_STREAM_OUT_MAX,
+        .max_conns = SHOAL_STREAM_MAX_CONNS,
+        .connect_timeout_s = SHOAL_STREAM_CONNECT_TIMEOUT_S,
+        .idle_timeout_s = SHOAL_STREAM_IDLE_TIMEOUT_S,
+        .frame = node_frame,
+        .batch = node_stream_batch,
+        .ud = n,
+    };
+    int rc = 0;
+
+    for (int tries = 0; tries < NODE_BIND_TRIES; tries++) {
+        n->udp =
+            shoal_udp_new(n->loop, bind, n->max_datagram, node_datagram, node_batch_done, n, &rc);
+        if (!n->udp)
+            return rc;
+        shoal_udp_local_addr(n->udp, &n->bound);
+        sc.bind = n->bound;
+        n->stream = shoal_stream_new(n->loop, &sc, &rc);
+        if (n->stream)
+            return 0;
+        shoal_udp_free(n->udp);
+        n->udp = NULL;
+        if (rc != -EADDRINUSE || bind->port != 0)
+            return rc;
+    }
+    return rc;
+}
+
+/* Sum of the encoded costs of our instances but `except`: what the data
+ * dir file will need, roughly (an upper bound). */
+static size_t own_cost(const struct shoal_node *n, const char *except)
+{
+    size_t count = shoal_registry_own(n->reg, NULL, 0), total = NODE_FRAME_BASE;
+    const struct shoal_instance **v = calloc(count ? count : 1, sizeof(*v));
+    if (!v)
+        return SIZE_MAX;
+    count = shoal_registry_own(n->reg, v, count);
+    for (size_t i = 0; i < count; i++)
+        if (!except || strcmp(v[i]->id, except) != 0)
+            total += shoal_instance_cost(v[i]);
+    free(v);
+    return total;
+}
+
 struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_config *c, int *err)
 {
     struct shoal_swim_config sc = c->swim;
+    struct shoal_registry_config rc_cfg = c->registry;
     struct shoal_node *n;
     int rc = 0;
 
@@ -227,18 +586,43 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     memcpy(n->cluster_pk, c->cluster_pk, sizeof(n->cluster_pk));
     n->event = c->event;
     n->left = c->left;
+    n->reg_changed = c->reg_changed;
     n->ud = c->ud;
-
-    n->udp = shoal_udp_new(loop, &c->bind, n->max_datagram, node_datagram, node_batch_done, n, &rc);
-    if (!n->udp)
+    ev_init(&n->timer, node_timer);
+    n->timer.data = n;
+    if (c->data_dir && !(n->data_dir = strdup(c->data_dir))) {
+        rc = SHOAL_ENOMEM;
         goto fail;
-    shoal_udp_local_addr(n->udp, &n->bound);
+    }
+
+    if ((rc = node_bind(n, &c->bind)) != 0)
+        goto fail;
     n->addr = sc.addr.family ? sc.addr : n->bound;
 
     n->wire = shoal_wire_new(&n->identity, n->has_cluster_key ? n->cluster_pk : NULL, c->seq_start,
                              n->max_datagram);
     if (!n->wire) {
         rc = SHOAL_ENOMEM;
+        goto fail;
+    }
+
+    /* The registry first: swim's first events are told to it. */
+    if (rc_cfg.max_stream_part == 0)
+        shoal_registry_config_defaults(&rc_cfg);
+    memcpy(rc_cfg.self, sc.name, sizeof(rc_cfg.self));
+    rc_cfg.generation = sc.generation;
+    rc_cfg.gossip_interval_ms = sc.gossip_interval_ms;
+    rc_cfg.gossip_fanout = sc.gossip_fanout;
+    rc_cfg.retransmit_mult = sc.retransmit_mult;
+    rc_cfg.max_datagram = sc.max_datagram;
+    rc_cfg.ud = n;
+    rc_cfg.send = node_reg_send;
+    rc_cfg.peers = node_reg_peers;
+    rc_cfg.changed = node_reg_changed;
+    n->reg = shoal_registry_new(&rc_cfg, &rc);
+    if (!n->reg) {
+        if (rc == 0)
+            rc = SHOAL_EINVAL;
         goto fail;
     }
 
@@ -252,9 +636,18 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
             rc = SHOAL_EINVAL;
         goto fail;
     }
-    ev_init(&n->timer, node_timer);
-    n->timer.data = n;
-    node_rearm(n, 0);
+
+    if (c->n_restore || c->restore_version) {
+        rc = shoal_registry_restore(n->reg, shoal_node_clock_ms(), c->restore, c->n_restore,
+                                    c->restore_version);
+        if (rc != 0)
+            goto fail;
+        shoal_log_info("registry", "restored %zu instance%s (version %" PRIu64 ")", c->n_restore,
+                       c->n_restore == 1 ? "" : "s", c->restore_version);
+    }
+    /* Restored instances are re-announced under the new generation: the
+     * file is rewritten with their new versions at once. */
+    node_after_input(n, 0);
     return n;
 
 fail:
@@ -269,14 +662,17 @@ void shoal_node_free(struct shoal_node *n)
 {
     if (!n)
         return;
-    if (n->swim) {
-        ev_timer_stop(n->loop, &n->timer);
-        shoal_swim_free(n->swim);
-    }
+    ev_timer_stop(n->loop, &n->timer);
+    /* The stream first: closing connections calls nothing back. */
+    shoal_stream_free(n->stream);
+    shoal_swim_free(n->swim);
+    shoal_registry_free(n->reg);
     if (n->wire)
         shoal_wire_free(n->wire);
     shoal_udp_free(n->udp);
     explicit_bzero(&n->identity, sizeof(n->identity)); /* the secret key */
+    free(n->frame);
+    free(n->data_dir);
     free(n);
 }
 
@@ -293,14 +689,74 @@ void shoal_node_leave(struct shoal_node *n)
 {
     if (n->leaving)
         return;
+    int64_t now = shoal_node_clock_ms();
+    /* Write anything still pending first: the leave freezes the file. */
+    (void)shoal_node_persist(n);
     n->leaving = true;
-    shoal_swim_leave(n->swim, shoal_node_clock_ms());
+    /* Our deregistrations are queued for gossip before the member leaves;
+     * others also drop a leaver's instances when they see it left. */
+    shoal_registry_leave(n->reg, now);
+    shoal_swim_leave(n->swim, now);
     node_after_input(n, 0);
 }
 
 bool shoal_node_leaving(const struct shoal_node *n) { return n->leaving; }
 
+int shoal_node_register(struct shoal_node *n, const struct shoal_instance *spec, const char **why)
+{
+    if (n->leaving)
+        return SHOAL_ESTATE;
+    /* Our instances must fit the data dir file, which is read back whole
+     * (at most one frame's worth). Refused before anything changes. */
+    size_t cost = own_cost(n, spec->id);
+    if (cost == SIZE_MAX ||
+        cost + shoal_instance_cost(spec) + SHOAL_NAME_MAX > SHOAL_STREAM_FRAME_MAX) {
+        if (why)
+            *why = "this node's own instances would exceed what its data dir holds (4 MiB "
+                   "encoded); register it on another node";
+        return SHOAL_ETOOBIG;
+    }
+    int rc =
+        shoal_registry_register(n->reg, shoal_node_clock_ms(), shoal_node_wall_ms(), spec, why);
+    node_after_input(n, 0);
+    return rc;
+}
+
+int shoal_node_deregister(struct shoal_node *n, const char *id)
+{
+    if (n->leaving)
+        return SHOAL_ESTATE;
+    int rc = shoal_registry_deregister(n->reg, shoal_node_clock_ms(), id);
+    node_after_input(n, 0);
+    return rc;
+}
+
+int shoal_node_heartbeat(struct shoal_node *n, const char *id)
+{
+    if (n->leaving)
+        return SHOAL_ESTATE;
+    int rc = shoal_registry_heartbeat(n->reg, shoal_node_clock_ms(), shoal_node_wall_ms(), id);
+    node_after_input(n, 0);
+    return rc;
+}
+
+int shoal_node_set_health(struct shoal_node *n, const char *id, uint8_t health)
+{
+    if (n->leaving)
+        return SHOAL_ESTATE;
+    int rc = shoal_registry_set_health(n->reg, shoal_node_clock_ms(), id, health);
+    node_after_input(n, 0);
+    return rc;
+}
+
 struct shoal_swim *shoal_node_swim(const struct shoal_node *n) { return n->swim; }
+
+struct shoal_registry *shoal_node_registry(const struct shoal_node *n) { return n->reg; }
+
+const struct shoal_stream_counters *shoal_node_stream_counters(const struct shoal_node *n)
+{
+    return shoal_stream_counters(n->stream);
+}
 
 const struct shoal_node_counters *shoal_node_counters(const struct shoal_node *n)
 {

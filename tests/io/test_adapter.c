@@ -555,7 +555,7 @@ static void leave_hook(void *ud) { leave_hook_calls++; }
 static struct api_call call_api(struct shoal_node *n, const char *method, const char *path,
                                 const char *body, size_t body_len)
 {
-    struct shoal_api api = {n, leave_hook, NULL};
+    struct shoal_api api = {.node = n, .leave = leave_hook};
     struct shoal_http_req req = {method, path, "", body, body_len};
     struct shoal_http_resp resp = {0};
     struct api_call out = {0};
@@ -677,7 +677,9 @@ TEST(api_info, "GET /v1/info reports identity, counters, drops and protocol stat
     CHECK(int_at(j, "protocol", "updates_applied") > 0);
     CHECK(json_is_false(json_object_get(j, "joining")));
     CHECK(json_is_false(json_object_get(j, "cluster_key")));
-    CHECK_EQ(json_object_size(j), 12);
+    /* "registry" is checked in test_registry_io.c. */
+    CHECK(json_is_object(json_object_get(j, "registry")));
+    CHECK_EQ(json_object_size(j), 13);
     json_decref(j);
     shoal_node_free(obs[0].node);
     shoal_node_free(obs[1].node);
@@ -939,6 +941,24 @@ static int free_port(int type, int *keep_fd)
     return ntohs(sin.sin_port);
 }
 
+/* A port free for UDP and TCP at once: the agent binds both at --bind. */
+static int free_bind_port(void)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        int port = free_port(SOCK_DGRAM, NULL), fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        CHECK(fd >= 0);
+        bool ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    CHECKF(0, "no port free for both UDP and TCP");
+    return 0;
+}
+
 TEST(agent_ports, "the agent refuses to start when its UDP or HTTP port is taken (exit 1)")
 {
     char dir[] = "/tmp/shoal-test-XXXXXX", err[4096], bind_s[32], http_s[32];
@@ -1011,8 +1031,11 @@ static struct child spawn_agent(const char *dir, const char *name)
 {
     struct child c;
     char bind_s[32], http_s[32];
-    snprintf(bind_s, sizeof(bind_s), "127.0.0.1:%d", free_port(SOCK_DGRAM, NULL));
-    c.http_port = free_port(SOCK_STREAM, NULL);
+    int bind_port = free_bind_port();
+    snprintf(bind_s, sizeof(bind_s), "127.0.0.1:%d", bind_port);
+    do /* the agent also listens on TCP at its --bind port */
+        c.http_port = free_port(SOCK_STREAM, NULL);
+    while (c.http_port == bind_port);
     snprintf(http_s, sizeof(http_s), "127.0.0.1:%d", c.http_port);
     c.pid = fork();
     CHECK(c.pid >= 0);

@@ -48,6 +48,9 @@ DEADLINE = 45.0  # seconds: the default bound of any wait
 
 _LIVE = set()  # every Agent still running, for the atexit/signal sweep
 
+# Default Harness.describers for every test of a file (a test file appends).
+DESCRIBERS = []
+
 
 class TestFailure(AssertionError):
     pass
@@ -400,6 +403,11 @@ class Agent:
                         m.get("incarnation"), m.get("generation")) for m in ms)
             except Exception as e:
                 s += "  /v1/members failed: %r\n" % (e,)
+        for fn in self.h.describers:  # test-file extras (e.g. the registry's state)
+            try:
+                s += fn(self)
+            except Exception as e:
+                s += "  (%s failed: %r)\n" % (getattr(fn, "__name__", "describer"), e)
         tail = self.log_tail(log_lines)
         s += "  log tail:\n" + "".join("    | %s\n" % l for l in tail.splitlines())
         return s
@@ -421,6 +429,9 @@ class Harness:
         self.rng_seed = int(os.environ.get("SHOAL_SEED", "0")) or random.randrange(1, 2**31)
         self.rng = random.Random(self.rng_seed)
         self.notes = []
+        # Callables (agent) -> text added to every Agent.describe() of this
+        # test, after /v1/members and before the log tail; set by test files.
+        self.describers = list(DESCRIBERS)
 
     def uniq(self):
         self._n += 1
