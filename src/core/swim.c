@@ -370,8 +370,11 @@ static void apply_about_self(struct shoal_swim *s, const struct shoal_update *u,
         emit(s, SHOAL_EV_CONFLICT, me, me->info.status, &u->addr);
         return;
     }
-    if (u->generation < me->info.generation)
-        return; /* about our previous life: our alive overrides it */
+    if (u->generation < me->info.generation) {
+        /* About our previous life: make sure the sender hears our new one. */
+        enqueue(s, me, NULL);
+        return;
+    }
     if (u->status == SHOAL_ALIVE && u->incarnation <= me->info.incarnation)
         return;
     /* Suspect/dead/left about us at our generation, or a stale alive with an
@@ -469,6 +472,17 @@ static void apply_update(struct shoal_swim *s, const struct shoal_update *u, int
             return;
         }
         s->stats.updates_stale++;
+        /* The sender is behind us about m: it missed a leave, a refutation
+         * or a restart. Re-queue what we hold so it learns within a gossip
+         * round instead of at the next push-pull. Only alive and left are
+         * re-spread: a stale death re-gossiped after a healed partition
+         * would kill members in their own half (deaths from full states
+         * are merged as suspicions for the same reason). */
+        struct shoal_update ours;
+        update_of(m, NULL, &ours);
+        if ((ours.status == SHOAL_ALIVE || ours.status == SHOAL_LEFT) &&
+            shoal_update_overrides(&ours, u->generation, u->incarnation, u->status))
+            enqueue(s, m, NULL);
         return;
     }
 
@@ -1008,7 +1022,11 @@ struct shoal_swim *shoal_swim_new(const struct shoal_swim_config *c, int64_t now
     /* Spread probing of a cluster started all at once over one period. */
     s->next_probe = now + shoal_rng_below(&s->rng, c->probe_interval_ms);
     s->next_gossip = now;
-    s->next_pushpull = now + c->pushpull_interval_ms;
+    /* memberlist staggers the first push-pull over one interval, so nodes
+     * started together do not push-pull (and reconnect) in lockstep. */
+    s->next_pushpull = now + (c->pushpull_interval_ms
+                                  ? shoal_rng_below(&s->rng, c->pushpull_interval_ms) + 1
+                                  : 0);
     s->next_suspicion = NEVER;
     return s;
 }
