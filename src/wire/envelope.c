@@ -1,13 +1,19 @@
-/* envelope.c -- the signed envelope around every datagram (layout in wire.h).
+/* envelope.c -- the signed envelope around every datagram and stream frame
+ * (layout in wire.h).
  *
- * seal() encodes a message, signs header-without-signature || payload with
- * the node's Ed25519 key and numbers it with the next sequence number.
- * open() checks, cheapest first and in a fixed order, size, magic/version,
- * the cluster endorsement (cert), the signature, the per-sender replay
- * window, then decodes. A sender table (keyed SipHash buckets + LRU, bounded)
- * remembers per sender key its verified cert, so a cert costs one verify
- * per sender and not per packet, and its IPsec-style replay window
- * (RFC 4303 sec. 3.4.3: highest seq plus a 64-bit bitmap below it).
+ * Sealing writes header-without-signature right before the payload, signs
+ * that contiguous run with the node's Ed25519 key, then moves the header
+ * into place and puts the signature between: no copy of the payload, which
+ * matters for 4 MiB frames. Every envelope takes the next sequence number.
+ * verify() checks, cheapest first and in a fixed order, size, magic/version,
+ * the cluster endorsement (cert), the signature, the transport (the signed
+ * stream flag must match how it arrived), then the per-sender replay window;
+ * open() is verify() then decode. A sender table (keyed SipHash buckets +
+ * LRU, bounded) remembers per sender key its verified cert, so a cert costs
+ * one verify per sender and not per packet, and two IPsec-style replay
+ * windows (RFC 4303 sec. 3.4.3: highest seq plus a 64-bit bitmap below it),
+ * one for datagrams and one for frames: they share the sender's counter, and
+ * one window would let a bulk transfer push in-flight datagrams out of it.
  */
 #include <assert.h>
 #include <sodium.h>
@@ -22,6 +28,7 @@
 #define ENV_MAGIC1 'H'
 #define ENV_VERSION 1
 #define ENV_FLAG_CERT 0x01
+#define ENV_FLAG_STREAM 0x02 /* sealed as a stream frame, not a datagram */
 
 /* Every member is a byte array, so there is no padding: the struct is the
  * wire layout, and the asserts below pin it. */
@@ -63,12 +70,17 @@ static const char CERT_CONTEXT[] = "shoal-cert-v1";
 #define NIL UINT32_MAX
 #define REPLAY_WINDOW 64
 
+struct window {
+    uint64_t top;  /* highest seq accepted */
+    uint64_t seen; /* bit i: seq top - i was accepted */
+    bool used;     /* anything accepted yet */
+};
+
 struct sender {
     uint8_t pk[SHOAL_PK_BYTES];
     uint8_t cert[SHOAL_SIG_BYTES]; /* the cert that verified, if endorsed */
     bool endorsed;
-    uint64_t top;  /* highest seq accepted */
-    uint64_t seen; /* bit i: seq top - i was accepted */
+    struct window dgram, stream;
     uint32_t next; /* bucket chain */
     uint32_t lru_prev, lru_next;
 };
@@ -79,7 +91,8 @@ struct shoal_wire {
     bool has_cluster;
     uint64_t next_seq;
     size_t max_datagram;
-    uint8_t *scratch; /* max_datagram bytes: header-without-sig || payload */
+    uint8_t *scratch;        /* max_datagram bytes: header-without-sig || payload */
+    uint8_t *stream_scratch; /* the same for frames; allocated on first use */
 
     uint8_t hash_key[crypto_shorthash_KEYBYTES];
     uint32_t buckets[SENDER_BUCKETS];
@@ -175,28 +188,29 @@ static struct sender *sender_add(struct shoal_wire *w, const uint8_t *pk, uint32
     return s;
 }
 
-/* Is seq new for this sender (newer than top, or unseen within the window)? */
-static bool replay_ok(const struct sender *s, uint64_t seq)
+/* Is seq new in this window (newer than top, or unseen within the window)? */
+static bool replay_ok(const struct window *win, uint64_t seq)
 {
-    if (seq > s->top)
+    if (!win->used || seq > win->top)
         return true;
-    uint64_t age = s->top - seq;
+    uint64_t age = win->top - seq;
     if (age >= REPLAY_WINDOW)
         return false;
-    return !(s->seen & ((uint64_t)1 << age));
+    return !(win->seen & ((uint64_t)1 << age));
 }
 
-static void replay_record(struct sender *s, uint64_t seq, bool first)
+static void replay_record(struct window *win, uint64_t seq)
 {
-    if (first) {
-        s->top = seq;
-        s->seen = 1;
-    } else if (seq > s->top) {
-        uint64_t shift = seq - s->top;
-        s->seen = shift >= REPLAY_WINDOW ? 1 : (s->seen << shift) | 1;
-        s->top = seq;
+    if (!win->used) {
+        win->top = seq;
+        win->seen = 1;
+        win->used = true;
+    } else if (seq > win->top) {
+        uint64_t shift = seq - win->top;
+        win->seen = shift >= REPLAY_WINDOW ? 1 : (win->seen << shift) | 1;
+        win->top = seq;
     } else {
-        s->seen |= (uint64_t)1 << (s->top - seq);
+        win->seen |= (uint64_t)1 << (win->top - seq);
     }
 }
 
@@ -262,6 +276,7 @@ void shoal_wire_free(struct shoal_wire *w)
         return;
     sodium_memzero(w->id.sk, sizeof(w->id.sk));
     free(w->scratch);
+    free(w->stream_scratch);
     free(w->senders);
     free(w);
 }
@@ -284,23 +299,33 @@ static uint64_t get_be64(const uint8_t *p)
     return v;
 }
 
-int shoal_wire_seal(struct shoal_wire *w, const struct shoal_msg *m, uint8_t *buf, size_t cap)
+static void put_be32(uint8_t *p, uint32_t v)
 {
-    size_t limit = cap < w->max_datagram ? cap : w->max_datagram;
-    if (limit < SHOAL_ENVELOPE_BYTES)
-        return SHOAL_ETOOBIG;
+    for (int i = 3; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
 
-    /* Build header-without-sig || payload in scratch: that is what is signed. */
-    uint8_t *signed_part = w->scratch;
-    int n = shoal_wire_encode(m, signed_part + SIGNED_HDR_BYTES, limit - SHOAL_ENVELOPE_BYTES);
-    if (n < 0)
-        return n;
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
-    struct env_hdr *h = (struct env_hdr *)(void *)signed_part;
+/* env points at an envelope whose plen payload bytes already sit at
+ * env + SHOAL_ENVELOPE_BYTES. Writes header-without-sig at env + 64, right
+ * before the payload, signs that run, then moves the header to env and puts
+ * the signature between header and payload. */
+static size_t seal_in_place(struct shoal_wire *w, uint8_t *env, size_t plen, uint8_t flags)
+{
+    struct env_hdr *h = (struct env_hdr *)(void *)(env + SHOAL_SIG_BYTES);
+    uint8_t sig[SHOAL_SIG_BYTES];
+    static_assert(SHOAL_SIG_BYTES + SIGNED_HDR_BYTES == SHOAL_ENVELOPE_BYTES, "layout");
+
     h->magic[0] = ENV_MAGIC0;
     h->magic[1] = ENV_MAGIC1;
     h->version = ENV_VERSION;
-    h->flags = w->id.has_cert ? ENV_FLAG_CERT : 0;
+    h->flags = flags | (w->id.has_cert ? ENV_FLAG_CERT : 0);
     memcpy(h->pk, w->id.pk, SHOAL_PK_BYTES);
     if (w->id.has_cert)
         memcpy(h->cert, w->id.cert, SHOAL_SIG_BYTES);
@@ -308,14 +333,57 @@ int shoal_wire_seal(struct shoal_wire *w, const struct shoal_msg *m, uint8_t *bu
         memset(h->cert, 0, SHOAL_SIG_BYTES);
     put_be64(h->seq, w->next_seq);
 
-    uint8_t sig[SHOAL_SIG_BYTES];
-    crypto_sign_detached(sig, NULL, signed_part, SIGNED_HDR_BYTES + (size_t)n, w->id.sk);
-
-    memcpy(buf, signed_part, SIGNED_HDR_BYTES);
-    memcpy(buf + SIGNED_HDR_BYTES, sig, SHOAL_SIG_BYTES);
-    memcpy(buf + SHOAL_ENVELOPE_BYTES, signed_part + SIGNED_HDR_BYTES, (size_t)n);
+    crypto_sign_detached(sig, NULL, (const uint8_t *)h, SIGNED_HDR_BYTES + plen, w->id.sk);
+    memmove(env, h, SIGNED_HDR_BYTES);
+    memcpy(env + SIGNED_HDR_BYTES, sig, SHOAL_SIG_BYTES);
     w->next_seq++;
-    return SHOAL_ENVELOPE_BYTES + n;
+    return SHOAL_ENVELOPE_BYTES + plen;
+}
+
+int shoal_wire_seal(struct shoal_wire *w, const struct shoal_msg *m, uint8_t *buf, size_t cap)
+{
+    size_t limit = cap < w->max_datagram ? cap : w->max_datagram;
+    if (limit < SHOAL_ENVELOPE_BYTES)
+        return SHOAL_ETOOBIG;
+    int n = shoal_wire_encode(m, buf + SHOAL_ENVELOPE_BYTES, limit - SHOAL_ENVELOPE_BYTES);
+    if (n < 0)
+        return n;
+    return (int)seal_in_place(w, buf, (size_t)n, 0);
+}
+
+int shoal_wire_seal_payload(struct shoal_wire *w, const uint8_t *payload, size_t plen, uint8_t *buf,
+                            size_t cap)
+{
+    size_t limit = cap < w->max_datagram ? cap : w->max_datagram;
+    if (limit < SHOAL_ENVELOPE_BYTES || plen > limit - SHOAL_ENVELOPE_BYTES)
+        return SHOAL_ETOOBIG;
+    if (payload != buf + SHOAL_ENVELOPE_BYTES)
+        memmove(buf + SHOAL_ENVELOPE_BYTES, payload, plen);
+    return (int)seal_in_place(w, buf, plen, 0);
+}
+
+int shoal_wire_seal_frame(struct shoal_wire *w, const uint8_t *payload, size_t plen, uint8_t *buf,
+                          size_t cap)
+{
+    if (plen > SHOAL_STREAM_FRAME_MAX - SHOAL_ENVELOPE_BYTES || cap < SHOAL_FRAME_OVERHEAD ||
+        plen > cap - SHOAL_FRAME_OVERHEAD)
+        return SHOAL_ETOOBIG;
+    uint8_t *env = buf + SHOAL_FRAME_PREFIX_BYTES;
+    if (payload != env + SHOAL_ENVELOPE_BYTES)
+        memmove(env + SHOAL_ENVELOPE_BYTES, payload, plen);
+    size_t n = seal_in_place(w, env, plen, ENV_FLAG_STREAM);
+    put_be32(buf, (uint32_t)n);
+    return (int)(SHOAL_FRAME_PREFIX_BYTES + n);
+}
+
+int shoal_wire_frame_length(const uint8_t *buf, size_t have)
+{
+    if (have < SHOAL_FRAME_PREFIX_BYTES)
+        return 0;
+    uint32_t n = get_be32(buf);
+    if (n > SHOAL_STREAM_FRAME_MAX)
+        return SHOAL_ETOOBIG;
+    return (int)(SHOAL_FRAME_PREFIX_BYTES + n);
 }
 
 static int drop(int *out, int reason, int err)
@@ -325,14 +393,12 @@ static int drop(int *out, int reason, int err)
     return err;
 }
 
-int shoal_wire_open(struct shoal_wire *w, const uint8_t *buf, size_t len, struct shoal_msg *out,
-                    int *drop_reason)
+/* The checks after the size: len is within [SHOAL_ENVELOPE_BYTES, limit]
+ * and scratch holds SIGNED_HDR_BYTES + len - SHOAL_ENVELOPE_BYTES bytes. */
+static int verify_envelope(struct shoal_wire *w, const uint8_t *buf, size_t len, bool stream,
+                           uint8_t *scratch, const uint8_t **payload_out, size_t *plen_out,
+                           int *drop_reason)
 {
-    if (len < SHOAL_ENVELOPE_BYTES)
-        return drop(drop_reason, SHOAL_DROP_TRUNCATED, SHOAL_ETRUNC);
-    if (len > w->max_datagram)
-        return drop(drop_reason, SHOAL_DROP_TOO_LARGE, SHOAL_ETOOBIG);
-
     const uint8_t *magic = buf + offsetof(struct env_hdr, magic);
     const uint8_t flags = buf[offsetof(struct env_hdr, flags)];
     const uint8_t *pk = buf + offsetof(struct env_hdr, pk);
@@ -362,19 +428,23 @@ int shoal_wire_open(struct shoal_wire *w, const uint8_t *buf, size_t len, struct
         }
     }
 
-    memcpy(w->scratch, buf, SIGNED_HDR_BYTES);
-    memcpy(w->scratch + SIGNED_HDR_BYTES, payload, payload_len);
-    if (crypto_sign_verify_detached(sig, w->scratch, SIGNED_HDR_BYTES + payload_len, pk) != 0)
+    memcpy(scratch, buf, SIGNED_HDR_BYTES);
+    memcpy(scratch + SIGNED_HDR_BYTES, payload, payload_len);
+    if (crypto_sign_verify_detached(sig, scratch, SIGNED_HDR_BYTES + payload_len, pk) != 0)
         return drop(drop_reason, SHOAL_DROP_BAD_SIGNATURE, SHOAL_EBADSIG);
 
+    /* Authentic, but sealed for the other transport: someone is replaying
+     * a datagram into a stream or a frame as a datagram. */
+    if (!(flags & ENV_FLAG_STREAM) != !stream)
+        return drop(drop_reason, SHOAL_DROP_REPLAY, SHOAL_EREPLAY);
+
     uint64_t seq = get_be64(buf + offsetof(struct env_hdr, seq));
-    if (s && !replay_ok(s, seq))
+    if (s && !replay_ok(stream ? &s->stream : &s->dgram, seq))
         return drop(drop_reason, SHOAL_DROP_REPLAY, SHOAL_EREPLAY);
 
     /* Authentic and new: remember it, even if the payload turns out bad, so
-     * that the same datagram is a replay next time. */
-    bool first = s == NULL;
-    if (first)
+     * that the same envelope is a replay next time. */
+    if (!s)
         s = sender_add(w, pk, b);
     else
         sender_touch(w, s);
@@ -382,9 +452,55 @@ int shoal_wire_open(struct shoal_wire *w, const uint8_t *buf, size_t len, struct
         memcpy(s->cert, cert, SHOAL_SIG_BYTES);
         s->endorsed = true;
     }
-    replay_record(s, seq, first);
+    replay_record(stream ? &s->stream : &s->dgram, seq);
+    *payload_out = payload;
+    *plen_out = payload_len;
+    return 0;
+}
 
-    int rc = shoal_wire_decode(payload, payload_len, out, NULL);
+int shoal_wire_verify(struct shoal_wire *w, const uint8_t *buf, size_t len, const uint8_t **payload,
+                      size_t *plen, int *drop_reason)
+{
+    if (len < SHOAL_ENVELOPE_BYTES)
+        return drop(drop_reason, SHOAL_DROP_TRUNCATED, SHOAL_ETRUNC);
+    if (len > w->max_datagram)
+        return drop(drop_reason, SHOAL_DROP_TOO_LARGE, SHOAL_ETOOBIG);
+    return verify_envelope(w, buf, len, false, w->scratch, payload, plen, drop_reason);
+}
+
+int shoal_wire_verify_frame(struct shoal_wire *w, const uint8_t *frame, size_t len,
+                            const uint8_t **payload, size_t *plen, int *drop_reason)
+{
+    if (len < SHOAL_FRAME_PREFIX_BYTES)
+        return drop(drop_reason, SHOAL_DROP_TRUNCATED, SHOAL_ETRUNC);
+    uint32_t n = get_be32(frame);
+    if (n > SHOAL_STREAM_FRAME_MAX)
+        return drop(drop_reason, SHOAL_DROP_TOO_LARGE, SHOAL_ETOOBIG);
+    /* The caller hands over exactly one frame: fewer bytes than the prefix
+     * says is a cut frame, more is not one frame either. */
+    if (len - SHOAL_FRAME_PREFIX_BYTES < n || n < SHOAL_ENVELOPE_BYTES)
+        return drop(drop_reason, SHOAL_DROP_TRUNCATED, SHOAL_ETRUNC);
+    if (len - SHOAL_FRAME_PREFIX_BYTES > n)
+        return drop(drop_reason, SHOAL_DROP_TOO_LARGE, SHOAL_ETOOBIG);
+    if (!w->stream_scratch) {
+        w->stream_scratch =
+            malloc(SIGNED_HDR_BYTES + SHOAL_STREAM_FRAME_MAX - SHOAL_ENVELOPE_BYTES);
+        if (!w->stream_scratch)
+            return drop(drop_reason, SHOAL_DROP_TOO_LARGE, SHOAL_ENOMEM);
+    }
+    return verify_envelope(w, frame + SHOAL_FRAME_PREFIX_BYTES, n, true, w->stream_scratch, payload,
+                           plen, drop_reason);
+}
+
+int shoal_wire_open(struct shoal_wire *w, const uint8_t *buf, size_t len, struct shoal_msg *out,
+                    int *drop_reason)
+{
+    const uint8_t *payload;
+    size_t payload_len;
+    int rc = shoal_wire_verify(w, buf, len, &payload, &payload_len, drop_reason);
+    if (rc < 0)
+        return rc;
+    rc = shoal_wire_decode(payload, payload_len, out, NULL);
     if (rc == SHOAL_EDECODE)
         return drop(drop_reason, SHOAL_DROP_DECODE, rc);
     if (rc < 0)

@@ -2,11 +2,16 @@
  *
  * Mode DATAGRAM hands the bytes to shoal_wire_open of a fresh receiver (so
  * a datagram input replays the same way every time); mode PAYLOAD seals the
- * bytes as an endorsed node would, so they get past the signature and reach
- * the decoder and the SWIM core. Whatever opens is fed to one long-lived
- * shoal_swim node (config defaults; rebuilt every FUZZ_NODE_LIFETIME inputs
- * so its member table stays bounded), whose outgoing messages are sealed and
- * checked. Checks that fail abort(): that is the crash libFuzzer reports.
+ * bytes as an endorsed node would, as a datagram or (FUZZ_STREAM) as a
+ * stream frame, so they get past the signature, then dispatches them the
+ * way the agent does: by shoal_wire_payload_type, SWIM types from datagrams
+ * to the SWIM decoder, registry gossip from datagrams and anti-entropy from
+ * frames to the registry decoder. Whatever decodes is fed to one long-lived
+ * shoal_swim node and one shoal_registry (config defaults, two instances of
+ * its own, membership events from the node as the agent forwards them;
+ * both rebuilt every FUZZ_NODE_LIFETIME inputs so their tables stay
+ * bounded), whose outgoing messages are encoded and checked. Checks that
+ * fail abort(): that is the crash libFuzzer reports.
  */
 #include "fuzz_util.h"
 
@@ -15,11 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/registry.h"
 #include "core/swim.h"
 
 #define FUZZ_MAX_DATAGRAM 1400
 #define FUZZ_NODE_LIFETIME 4096
 #define FUZZ_TICK_MS 125
+#define FUZZ_PEER_ADDR "127.0.0.1:7950"
+#define FUZZ_STREAM_CONN 1     /* the connection stream inputs arrive on */
+#define FUZZ_PAYLOAD_MAX 65536 /* fuzz_seal_raw's limit */
 
 static struct {
     bool ready;
@@ -29,6 +38,7 @@ static struct {
     struct shoal_wire *rx;         /* the node's receiver for PAYLOAD inputs */
     struct shoal_wire *tx;         /* the node's sealer for what it sends */
     struct shoal_swim *node;
+    struct shoal_registry *reg;
     uint64_t sender_seq;
     int64_t now_ms;
     unsigned inputs;
@@ -68,22 +78,23 @@ void fuzz_sender_identity(struct shoal_identity *id)
     fixed_identity(id, 0x5e);
 }
 
-size_t fuzz_seal_raw(uint64_t seq, const uint8_t *payload, size_t plen, uint8_t *out)
+static size_t seal_raw(uint64_t seq, uint8_t flags, const uint8_t *payload, size_t plen,
+                       uint8_t *out)
 {
-    static uint8_t tbs[108 + 65536];
+    static uint8_t tbs[108 + FUZZ_PAYLOAD_MAX];
     static struct shoal_identity id;
     static bool have_id;
     if (!have_id) {
         fuzz_sender_identity(&id);
         have_id = true;
     }
-    if (plen > 65536)
+    if (plen > FUZZ_PAYLOAD_MAX)
         die("fuzz_seal_raw: payload too long");
     /* The layout of wire.h, written out independently of envelope.c. */
     out[0] = 'S';
     out[1] = 'H';
     out[2] = 1;
-    out[3] = 1; /* cert present */
+    out[3] = flags;
     memcpy(out + 4, id.pk, 32);
     memcpy(out + 36, id.cert, 64);
     for (int i = 0; i < 8; i++)
@@ -93,6 +104,19 @@ size_t fuzz_seal_raw(uint64_t seq, const uint8_t *payload, size_t plen, uint8_t 
     crypto_sign_detached(out + 108, NULL, tbs, 108 + plen, id.sk);
     memcpy(out + 172, payload, plen);
     return 172 + plen;
+}
+
+size_t fuzz_seal_raw(uint64_t seq, const uint8_t *payload, size_t plen, uint8_t *out)
+{
+    return seal_raw(seq, 0x01 /* cert present */, payload, plen, out);
+}
+
+size_t fuzz_seal_raw_frame(uint64_t seq, const uint8_t *payload, size_t plen, uint8_t *out)
+{
+    size_t n = seal_raw(seq, 0x01 | 0x02 /* cert, stream */, payload, plen, out + 4);
+    for (int i = 0; i < 4; i++)
+        out[i] = (uint8_t)(n >> (24 - 8 * i));
+    return 4 + n;
 }
 
 /* ---- invariants -------------------------------------------------------- */
@@ -156,6 +180,166 @@ static void on_send(void *ud, const struct shoal_addr *to, const struct shoal_ms
     }
 }
 
+static bool str_same(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* b is what a decodes to: a tombstone keeps only its key (the encoder
+ * writes nothing else), everything else all of its fields. */
+static bool instance_equal(const struct shoal_instance *a, const struct shoal_instance *b)
+{
+    if (a->deleted)
+        return b->deleted && strcmp(a->owner, b->owner) == 0 && str_same(a->id, b->id) &&
+               a->generation == b->generation && a->version == b->version &&
+               str_same(b->service, "") && str_same(b->address, "") && b->n_tags == 0 &&
+               b->n_meta == 0;
+    if (strcmp(a->owner, b->owner) != 0 || !str_same(a->id, b->id) ||
+        !str_same(a->service, b->service) || !str_same(a->address, b->address) ||
+        a->port != b->port || a->n_tags != b->n_tags || a->n_meta != b->n_meta ||
+        a->health != b->health || a->ttl_ms != b->ttl_ms || a->registered_ms != b->registered_ms ||
+        a->heartbeat_ms != b->heartbeat_ms || a->generation != b->generation ||
+        a->version != b->version || a->deleted != b->deleted)
+        return false;
+    for (uint32_t i = 0; i < a->n_tags; i++)
+        if (!str_same(a->tags[i], b->tags[i]))
+            return false;
+    for (uint32_t i = 0; i < a->n_meta; i++)
+        if (!str_same(a->meta[i].key, b->meta[i].key) ||
+            !str_same(a->meta[i].value, b->meta[i].value))
+            return false;
+    return true;
+}
+
+static bool reg_msg_equal(const struct shoal_reg_msg *a, const struct shoal_reg_msg *b)
+{
+    if (a->type != b->type || strcmp(a->from, b->from) != 0 || a->part != b->part ||
+        a->last != b->last || a->n_events != b->n_events || a->n_digests != b->n_digests ||
+        a->n_wants != b->n_wants)
+        return false;
+    for (uint32_t i = 0; i < a->n_events; i++)
+        if (!instance_equal(&a->events[i], &b->events[i]))
+            return false;
+    for (uint32_t i = 0; i < a->n_digests; i++) {
+        const struct shoal_reg_digest *x = &a->digests[i], *y = &b->digests[i];
+        if (strcmp(x->owner, y->owner) != 0 || x->generation != y->generation ||
+            x->version != y->version || x->hash != y->hash || x->count != y->count)
+            return false;
+    }
+    for (uint32_t i = 0; i < a->n_wants; i++)
+        if (strcmp(a->wants[i], b->wants[i]) != 0)
+            return false;
+    return true;
+}
+
+/* Largest registry payload the harness encodes: a whole stream frame. */
+static uint8_t reg_buf[SHOAL_STREAM_FRAME_MAX];
+
+/* Encodes m into reg_buf within `room` bytes and decodes it as a receiver
+ * would; `what` names the message in the failure. The decoded copy is
+ * handed back in *back (free it) when back is not NULL. */
+static void check_reg_encoding(const struct shoal_reg_msg *m, size_t room, const char *what,
+                               struct shoal_reg_msg *back)
+{
+    struct shoal_reg_msg again;
+    const char *bad = NULL;
+    int n = shoal_wire_encode_reg(m, reg_buf, room);
+    if (n == SHOAL_ETOOBIG) {
+        fprintf(stderr, "%s: type %u, %u events, %u digests, %u wants\n", what, m->type,
+                m->n_events, m->n_digests, m->n_wants);
+        die("registry message larger than its transport allows");
+    }
+    if (n < 0)
+        die("registry message cannot be encoded");
+    if (shoal_wire_payload_type(reg_buf, (size_t)n) != m->type)
+        die("payload_type disagrees with an encoded registry message");
+    int rc = shoal_wire_decode_reg(reg_buf, (size_t)n, &again, &bad);
+    if (rc != 0) {
+        fprintf(stderr, "%s: bad field: %s\n", what, bad ? bad : "(decode)");
+        die("registry message a receiver would drop");
+    }
+    if (!reg_msg_equal(m, &again))
+        die("registry message decodes differently from what was encoded");
+    if (back)
+        *back = again;
+    else
+        shoal_reg_msg_free(&again);
+}
+
+/* What the registry sends: gossip must fit one datagram, anti-entropy one
+ * frame, and a receiver must accept both. */
+static void on_reg_send(void *ud, const struct shoal_reg_peer *to, const struct shoal_reg_msg *m)
+{
+    (void)ud;
+    if (to->addr.family != 4 && to->addr.family != 6)
+        die("registry send to an address without a family");
+    bool datagram = !to->stream && to->conn == 0;
+    if (datagram != (m->type == SHOAL_REG_GOSSIP))
+        die("registry sent gossip on a stream or anti-entropy as a datagram");
+    size_t room = datagram ? FUZZ_MAX_DATAGRAM - SHOAL_ENVELOPE_BYTES
+                           : SHOAL_STREAM_FRAME_MAX - SHOAL_ENVELOPE_BYTES;
+    check_reg_encoding(m, room, datagram ? "registry datagram" : "registry frame", NULL);
+}
+
+static size_t on_reg_peers(void *ud, size_t k, struct shoal_addr *out)
+{
+    (void)ud;
+    if (k == 0)
+        return 0;
+    if (shoal_addr_parse(FUZZ_PEER_ADDR, &out[0]) != 0)
+        die("peer address");
+    return 1;
+}
+
+/* Membership events reach the registry as the agent forwards them. */
+static void on_swim_event(void *ud, const struct shoal_event *ev)
+{
+    (void)ud;
+    const struct shoal_member_info *m = ev->member;
+    switch (ev->type) {
+    case SHOAL_EV_MEMBER_JOIN:
+    case SHOAL_EV_MEMBER_STATUS:
+        shoal_registry_owner_status(F.reg, F.now_ms, m->name, m->status, m->generation);
+        break;
+    case SHOAL_EV_MEMBER_REAPED:
+        shoal_registry_owner_status(F.reg, F.now_ms, m->name, SHOAL_LEFT, m->generation);
+        break;
+    case SHOAL_EV_JOINED:
+        shoal_registry_sync_with(F.reg, F.now_ms, &ev->other_addr);
+        break;
+    case SHOAL_EV_CONFLICT:
+        break;
+    }
+}
+
+/* Two instances of our own, so that anti-entropy has something to send. */
+static void register_own(void)
+{
+    static char *tags[] = {"v1", "primary"};
+    static struct shoal_kv meta[] = {{"version", "1.2.3"}, {"zone", "eu-west-1a"}};
+    struct shoal_instance spec;
+    const char *why = NULL;
+    memset(&spec, 0, sizeof(spec));
+    spec.id = "web-1";
+    spec.service = "web";
+    spec.address = "127.0.0.1";
+    spec.port = 8080;
+    spec.n_tags = 2;
+    spec.tags = tags;
+    spec.n_meta = 2;
+    spec.meta = meta;
+    if (shoal_registry_register(F.reg, F.now_ms, 1700000000000, &spec, &why) != 0)
+        die(why ? why : "register web-1");
+    memset(&spec, 0, sizeof(spec));
+    spec.id = "cron-1";
+    spec.service = "cron";
+    spec.address = "127.0.0.1";
+    spec.port = 9000;
+    spec.ttl_ms = 10000;
+    if (shoal_registry_register(F.reg, F.now_ms, 1700000000000, &spec, &why) != 0)
+        die(why ? why : "register cron-1");
+}
+
 /* ---- state ------------------------------------------------------------- */
 
 static void setup(void)
@@ -179,7 +363,21 @@ static void setup(void)
     c.seed = 1;
     c.max_datagram = FUZZ_MAX_DATAGRAM;
     c.send = on_send;
+    c.event = on_swim_event;
     F.now_ms = 1000000;
+
+    struct shoal_registry_config rc;
+    shoal_registry_config_defaults(&rc);
+    snprintf(rc.self, sizeof(rc.self), "%s", FUZZ_SELF_NAME);
+    rc.generation = 1;
+    rc.max_datagram = FUZZ_MAX_DATAGRAM;
+    rc.send = on_reg_send;
+    rc.peers = on_reg_peers;
+    F.reg = shoal_registry_new(&rc, &err);
+    if (!F.reg)
+        die("shoal_registry_new");
+    register_own();
+
     F.node = shoal_swim_new(&c, F.now_ms, &err);
     if (!F.node)
         die("shoal_swim_new");
@@ -193,6 +391,7 @@ void fuzz_reset(void)
     if (!F.ready)
         return;
     shoal_swim_free(F.node);
+    shoal_registry_free(F.reg);
     shoal_wire_free(F.rx);
     shoal_wire_free(F.tx);
     memset(&F, 0, sizeof(F));
@@ -207,35 +406,99 @@ static void advance_clock(unsigned steps)
      * guards against a core whose deadline stops moving. */
     for (int i = 0; i < 64 && shoal_swim_next_deadline(F.node) <= F.now_ms; i++)
         shoal_swim_tick(F.node, F.now_ms);
+    for (int i = 0; i < 64 && shoal_registry_next_deadline(F.reg) <= F.now_ms; i++)
+        shoal_registry_tick(F.reg, F.now_ms);
 }
 
-static enum fuzz_outcome open_payload(const uint8_t *p, size_t n, struct shoal_msg *out)
+/* A registry payload, verified: decoded, re-encoded, and delivered if it
+ * came by the transport its type travels on (gossip by datagram,
+ * anti-entropy by stream), as the agent's dispatch does. */
+static enum fuzz_outcome deliver_reg(const uint8_t *p, size_t n, int type, bool stream,
+                                     const struct shoal_addr *src)
 {
-    static uint8_t dg[FUZZ_MAX_DATAGRAM];
-    static struct shoal_msg direct;
-    if (n > FUZZ_MAX_DATAGRAM - SHOAL_ENVELOPE_BYTES)
-        return FUZZ_IGNORED;
-    size_t len = fuzz_seal_raw(F.sender_seq++, p, n, dg);
+    struct shoal_reg_msg m;
     const char *bad = NULL;
-    int want = shoal_wire_decode(p, n, &direct, &bad);
-    int drop = -1;
-    int rc = shoal_wire_open(F.rx, dg, len, out, &drop);
-    /* A fresh, endorsed, well-signed datagram fails only on its payload,
-     * and exactly as the decoder alone judges that payload. */
-    if (want == 0) {
-        if (rc != 0)
-            die("valid payload did not open");
-        if (!msg_equal(&direct, out))
-            die("open and decode disagree on the message");
-        return FUZZ_DELIVERED;
+    int rc = shoal_wire_decode_reg(p, n, &m, &bad);
+    if (rc == SHOAL_EINVAL && !bad)
+        die("invalid registry payload without a field name");
+    if (rc != 0 && rc != SHOAL_EINVAL && rc != SHOAL_EDECODE)
+        die("decode_reg returned an unexpected error");
+    if (rc != 0)
+        return FUZZ_DROPPED;
+    if (m.type != type)
+        die("payload_type and decode_reg disagree on the type");
+    /* A decoded message re-encodes as a receiver would take it. */
+    struct shoal_reg_msg again;
+    check_reg_encoding(&m, SHOAL_STREAM_FRAME_MAX - SHOAL_ENVELOPE_BYTES, "re-encoded payload",
+                       &again);
+    shoal_reg_msg_free(&again);
+    enum fuzz_outcome r = FUZZ_DROPPED;
+    if (stream == (type != SHOAL_REG_GOSSIP)) {
+        struct shoal_reg_peer peer = {.addr = *src};
+        if (stream) {
+            peer.conn = FUZZ_STREAM_CONN;
+            peer.stream = true;
+        }
+        shoal_registry_recv(F.reg, F.now_ms, &peer, &m);
+        r = FUZZ_DELIVERED;
     }
-    if (want == SHOAL_EINVAL && (!bad || rc != SHOAL_EINVAL || drop != SHOAL_DROP_INVALID))
-        die("invalid payload not dropped as invalid");
-    if (want == SHOAL_EDECODE && (rc != SHOAL_EDECODE || drop != SHOAL_DROP_DECODE))
-        die("undecodable payload not dropped as decode");
-    if (want != SHOAL_EINVAL && want != SHOAL_EDECODE)
+    shoal_reg_msg_free(&m);
+    return r;
+}
+
+/* Payload mode: seal as the endorsed peer would (a datagram, or a frame),
+ * verify, then dispatch by type. A SWIM message that decodes is handed
+ * back in *out (FUZZ_DELIVERED, *swim set) for the node. */
+static enum fuzz_outcome open_payload(const uint8_t *p, size_t n, bool stream,
+                                      const struct shoal_addr *src, struct shoal_msg *out,
+                                      bool *swim)
+{
+    static uint8_t env[SHOAL_FRAME_OVERHEAD + FUZZ_PAYLOAD_MAX];
+    const uint8_t *payload = NULL;
+    size_t plen = 0, len;
+    int drop = -1, rc;
+    *swim = false;
+    if (n > (stream ? FUZZ_PAYLOAD_MAX : FUZZ_MAX_DATAGRAM - SHOAL_ENVELOPE_BYTES))
+        return FUZZ_IGNORED;
+    if (stream) {
+        len = fuzz_seal_raw_frame(F.sender_seq++, p, n, env);
+        if (shoal_wire_frame_length(env, len) != (int)len)
+            die("frame length disagrees with the frame");
+        rc = shoal_wire_verify_frame(F.rx, env, len, &payload, &plen, &drop);
+    } else {
+        len = fuzz_seal_raw(F.sender_seq++, p, n, env);
+        rc = shoal_wire_verify(F.rx, env, len, &payload, &plen, &drop);
+    }
+    /* A fresh, endorsed, well-signed envelope fails only on its payload. */
+    if (rc != 0 || plen != n || memcmp(payload, p, n) != 0)
+        die("a valid envelope did not verify to its payload");
+
+    int type = shoal_wire_payload_type(payload, plen);
+    if (type >= SHOAL_REG_GOSSIP && type <= SHOAL_REG_SYNC_DATA)
+        return deliver_reg(payload, plen, type, stream, src);
+
+    const char *bad = NULL;
+    int want = shoal_wire_decode(payload, plen, out, &bad);
+    if (type < 0) {
+        /* The dispatch refuses only what neither decoder would take. */
+        struct shoal_reg_msg m;
+        if (want != SHOAL_EDECODE ||
+            shoal_wire_decode_reg(payload, plen, &m, NULL) != SHOAL_EDECODE)
+            die("payload_type refused a payload a decoder takes");
+        return FUZZ_DROPPED;
+    }
+    if (want == SHOAL_EINVAL && !bad)
+        die("invalid payload without a field name");
+    if (want != 0 && want != SHOAL_EINVAL && want != SHOAL_EDECODE)
         die("decode returned an unexpected error");
-    return FUZZ_DROPPED;
+    if (want != 0)
+        return FUZZ_DROPPED;
+    if (out->type != type)
+        die("payload_type and decode disagree on the type");
+    if (stream)
+        return FUZZ_DROPPED; /* SWIM never travels on streams */
+    *swim = true;
+    return FUZZ_DELIVERED;
 }
 
 static enum fuzz_outcome open_datagram(const uint8_t *p, size_t n, struct shoal_msg *out)
@@ -264,6 +527,7 @@ enum fuzz_outcome fuzz_one(const uint8_t *data, size_t size)
     static struct shoal_msg m;
     struct shoal_addr src;
     enum fuzz_outcome r;
+    bool swim = true;
 
     if (size == 0)
         return FUZZ_IGNORED;
@@ -280,10 +544,10 @@ enum fuzz_outcome fuzz_one(const uint8_t *data, size_t size)
         (void)shoal_addr_parse("127.0.0.1:7950", &src);
 
     if (ctl & FUZZ_MODE_PAYLOAD)
-        r = open_payload(data + 1, size - 1, &m);
+        r = open_payload(data + 1, size - 1, (ctl & FUZZ_STREAM) != 0, &src, &m, &swim);
     else
         r = open_datagram(data + 1, size - 1, &m);
-    if (r != FUZZ_DELIVERED)
+    if (r != FUZZ_DELIVERED || !swim)
         return r;
     check_reencode(&m);
     shoal_swim_recv(F.node, F.now_ms, &src, &m);

@@ -3,7 +3,9 @@
  * Each file is one fuzz input (see fuzz_util.h): a control byte, then either
  * a datagram sealed by the fixed endorsed test sender, or a bare payload.
  * The messages talk to the node under test (FUZZ_SELF_NAME) so that the
- * seeds reach its ping, ping-req, gossip, push-pull and refute paths.
+ * seeds reach its ping, ping-req, gossip, push-pull and refute paths, and
+ * its registry's gossip, notice, anti-entropy and tombstone paths (payloads
+ * of types 8..11, the stream ones with FUZZ_STREAM).
  * Ed25519 signatures are deterministic: the output is the same every run.
  * Regenerate: build target gen_corpus (-DSHOAL_FUZZ=ON), empty
  * tests/fuzz/corpus, run build-fuzz/tests/fuzz/gen_corpus tests/fuzz/corpus.
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/registry.h"
 #include "core/swim.h"
 #include "fuzz_util.h"
 
@@ -124,6 +127,149 @@ static void payload(const char *name, uint8_t clock, const struct shoal_msg *m)
         exit(1);
     }
     write_input(name, (uint8_t)(FUZZ_MODE_PAYLOAD | clock << 1), buf, (size_t)n);
+}
+
+/* ---- registry seeds ---------------------------------------------------- */
+
+static char *lit(const char *s)
+{
+    return (char *)(uintptr_t)s;
+}
+
+static void reg_init(struct shoal_reg_msg *m, uint8_t type, bool last)
+{
+    static struct shoal_instance events[8];
+    static struct shoal_reg_digest digests[8];
+    static char wants[8][SHOAL_NAME_MAX];
+    memset(m, 0, sizeof(*m));
+    memset(events, 0, sizeof(events));
+    memset(digests, 0, sizeof(digests));
+    memset(wants, 0, sizeof(wants));
+    m->type = type;
+    name_set(m->from, "peer-1");
+    m->last = last;
+    m->events = events;
+    m->digests = digests;
+    m->wants = wants;
+}
+
+static struct shoal_instance *add_event(struct shoal_reg_msg *m, const char *owner, const char *id,
+                                        const char *service, uint16_t port, uint64_t version)
+{
+    static char *tags[] = {"v2", "canary"};
+    static struct shoal_kv meta[] = {{"version", "2.0.1"}, {"team", "payments"}};
+    struct shoal_instance *in = &m->events[m->n_events++];
+    name_set(in->owner, owner);
+    in->id = lit(id);
+    in->service = lit(service);
+    in->address = lit("10.1.0.7");
+    in->port = port;
+    in->n_tags = 2;
+    in->tags = tags;
+    in->n_meta = 2;
+    in->meta = meta;
+    in->registered_ms = 1700000000000;
+    in->generation = 5;
+    in->version = version;
+    return in;
+}
+
+static struct shoal_instance *add_tombstone(struct shoal_reg_msg *m, const char *owner,
+                                            const char *id, uint64_t version)
+{
+    struct shoal_instance *in = &m->events[m->n_events++];
+    name_set(in->owner, owner);
+    in->id = lit(id);
+    in->generation = 5;
+    in->version = version;
+    in->deleted = true;
+    return in;
+}
+
+static void add_digest(struct shoal_reg_msg *m, const char *owner, uint64_t gen, uint64_t version,
+                       uint32_t count)
+{
+    struct shoal_reg_digest *d = &m->digests[m->n_digests++];
+    name_set(d->owner, owner);
+    d->generation = gen;
+    d->version = version;
+    d->hash = 0x5eed5eed5eed5eedull ^ version;
+    d->count = count;
+}
+
+/* Payload-mode input carrying a registry message, by datagram or stream. */
+static void reg_payload(const char *name, uint8_t clock, bool stream, const struct shoal_reg_msg *m)
+{
+    uint8_t buf[MAXDG];
+    int n = shoal_wire_encode_reg(m, buf, MAXDG - 1);
+    if (n < 0) {
+        fprintf(stderr, "gen_corpus: %s does not encode: %s\n", name, shoal_strerror(n));
+        exit(1);
+    }
+    write_input(name, (uint8_t)(FUZZ_MODE_PAYLOAD | (stream ? FUZZ_STREAM : 0) | clock << 1), buf,
+                (size_t)n);
+}
+
+static void registry_seeds(void)
+{
+    struct shoal_reg_msg m;
+    static char long_value[600];
+    static struct shoal_kv big_meta[] = {{"notes", long_value}};
+    memset(long_value, 'x', sizeof(long_value) - 1);
+
+    /* Gossip: new instances, a TTL one, a tombstone, and a notice of an
+     * owner with more than we hold (the node pulls it by anti-entropy). */
+    reg_init(&m, SHOAL_REG_GOSSIP, false);
+    add_event(&m, "peer-1", "web-2", "web", 8080, 3);
+    struct shoal_instance *ttl = add_event(&m, "peer-1", "api-1", "api", 9090, 4);
+    ttl->ttl_ms = 5000;
+    ttl->health = SHOAL_WARNING;
+    ttl->heartbeat_ms = 1700000004000;
+    add_tombstone(&m, "peer-2", "old-1", 7);
+    add_digest(&m, "peer-3", 4, 9, 3);
+    reg_payload("pl-reg-gossip", 0, false, &m);
+
+    /* Somebody gossips about our own instance under an old generation. */
+    reg_init(&m, SHOAL_REG_GOSSIP, false);
+    add_event(&m, FUZZ_SELF_NAME, "web-1", "web", 8080, 99)->generation = 0;
+    add_tombstone(&m, FUZZ_SELF_NAME, "cron-1", 100);
+    reg_payload("pl-reg-gossip-own-owner", 1, false, &m);
+
+    /* Anti-entropy as the initiator opens it: we hold more of our own, the
+     * peer more of peer-1. */
+    reg_init(&m, SHOAL_REG_SYNC_REQ, true);
+    add_digest(&m, FUZZ_SELF_NAME, 1, 0, 0);
+    add_digest(&m, "peer-1", 5, 40, 4);
+    add_digest(&m, "peer-4", 2, 1, 1);
+    reg_payload("pl-reg-sync-req-stream", 0, true, &m);
+
+    /* The responder's answer: its events, and the owners it wants. */
+    reg_init(&m, SHOAL_REG_SYNC_RESP, true);
+    m.part = 0;
+    add_event(&m, "peer-1", "web-3", "web", 8081, 41);
+    add_tombstone(&m, "peer-1", "web-2", 42);
+    name_set(m.wants[m.n_wants++], FUZZ_SELF_NAME);
+    reg_payload("pl-reg-sync-resp-stream", 2, true, &m);
+
+    /* The last data part: a several-hundred-byte meta value and a tombstone. */
+    reg_init(&m, SHOAL_REG_SYNC_DATA, true);
+    m.part = 1;
+    struct shoal_instance *big = add_event(&m, "peer-4", "db-1", "db", 5432, 2);
+    big->n_meta = 1;
+    big->meta = big_meta;
+    add_tombstone(&m, "peer-4", "db-0", 1);
+    reg_payload("pl-reg-sync-data-stream", 3, true, &m);
+
+    /* Drops: a bad owner, anti-entropy by datagram, a bad health on a stream. */
+    reg_init(&m, SHOAL_REG_GOSSIP, false);
+    add_event(&m, "bad name", "web-9", "web", 80, 1);
+    reg_payload("pl-reg-invalid-owner", 0, false, &m);
+    reg_init(&m, SHOAL_REG_SYNC_REQ, true);
+    add_digest(&m, "peer-1", 5, 40, 4);
+    reg_payload("pl-reg-invalid-sync-by-datagram", 0, false, &m);
+    reg_init(&m, SHOAL_REG_SYNC_DATA, true);
+    add_event(&m, "peer-4", "db-2", "db", 5432, 3)->health = SHOAL_HEALTH_COUNT;
+    reg_payload("pl-reg-invalid-health-stream", 0, true, &m);
 }
 
 int main(int argc, char **argv)
@@ -247,6 +393,8 @@ int main(int argc, char **argv)
         const uint8_t garbage[] = {0x08, 0x01, 0x22, 0x7f, 'p', 'e'};
         write_input("pl-undecodable", FUZZ_MODE_PAYLOAD, garbage, sizeof(garbage));
     }
+
+    registry_seeds();
 
     printf("gen_corpus: wrote %d inputs to %s\n", written, out_dir);
     return 0;

@@ -3,8 +3,9 @@
  * Every file of tests/fuzz/corpus (or $SHOAL_FUZZ_CORPUS) goes through
  * fuzz_one(), the same function the libFuzzer target calls, so a crash or a
  * broken invariant found once by fuzzing stays a failing test here. The
- * corpus must also still reach the SWIM node in both modes: a stale corpus
- * (say after an envelope change) that only exercises drops fails.
+ * corpus must also still reach the SWIM node in both modes and the registry
+ * by datagram and by stream: a stale corpus (say after an envelope change)
+ * that only exercises drops fails.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -67,7 +68,7 @@ TEST(corpus_replays_in_sequence, "the whole corpus runs through one node without
 {
     static struct corpus c;
     static uint8_t buf[CORPUS_INPUT_MAX];
-    size_t delivered[2] = {0, 0}, dropped = 0;
+    size_t delivered[2] = {0, 0}, dropped = 0, reg_delivered[2] = {0, 0};
     corpus_load(&c);
     fprintf(stderr, "corpus: %zu files in %s\n", c.n, c.dir);
     CHECKF(c.n >= 10, "only %zu corpus files", c.n);
@@ -78,12 +79,18 @@ TEST(corpus_replays_in_sequence, "the whole corpus runs through one node without
             delivered[n > 0 && (buf[0] & FUZZ_MODE_PAYLOAD)]++;
         else if (r == FUZZ_DROPPED)
             dropped++;
+        if (r == FUZZ_DELIVERED && strncmp(c.names[i], "pl-reg-", 7) == 0)
+            reg_delivered[(buf[0] & FUZZ_STREAM) != 0]++;
     }
     fuzz_reset();
-    fprintf(stderr, "delivered: %zu datagrams, %zu payloads; dropped: %zu\n", delivered[0],
-            delivered[1], dropped);
+    fprintf(stderr,
+            "delivered: %zu datagrams, %zu payloads (registry: %zu by datagram, %zu by "
+            "stream); dropped: %zu\n",
+            delivered[0], delivered[1], reg_delivered[0], reg_delivered[1], dropped);
     CHECK(delivered[0] >= 1);
     CHECK(delivered[1] >= 1);
+    CHECK(reg_delivered[0] >= 1);
+    CHECK(reg_delivered[1] >= 1);
     CHECK(dropped >= 1);
 }
 
