@@ -19,7 +19,10 @@ PACKAGES=(
     libev-dev            # the agent's event loop
     libjansson-dev       # HTTP API JSON
     libhttp-parser-dev   # HTTP API request parsing
+    libcurl4-openssl-dev # active HTTP health checks (multi-socket API on libev)
     curl                 # README examples
+    bind9-dnsutils       # dig: the DNS process tests' client
+    prometheus           # promtool check metrics, in the metrics process tests
     python3              # process tests, scripts/bench_membership.py
     serf                 # the benchmark's peer
 )

@@ -113,6 +113,26 @@ const char *shoal_cli_check_ttl(const char *s, uint32_t *out_ms)
     return NULL;
 }
 
+const char *shoal_cli_check_url(const char *s)
+{
+    size_t n = strlen(s);
+    if ((strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) || n < 8 ||
+        n >= SHOAL_CHECK_TARGET_MAX)
+        return "an http:// or https:// URL of at most 255 characters";
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= 0x20 || s[i] >= 0x7f)
+            return "an http:// or https:// URL without spaces";
+    return NULL;
+}
+
+const char *shoal_cli_check_hostport(const char *s)
+{
+    struct shoal_addr a;
+    if (shoal_addr_parse(s, &a) != 0)
+        return "IP:PORT or [IPv6]:PORT with a port 1-65535 (the agent connects to it)";
+    return NULL;
+}
+
 const char *shoal_cli_check_meta(const char *s, struct shoal_cli_kv *out)
 {
     const char *eq = strchr(s, '=');

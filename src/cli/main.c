@@ -30,7 +30,13 @@ enum {
     F_META = 1 << 8,
     F_TTL = 1 << 9,
     F_ALL = 1 << 10,
+    F_CHECK_HTTP = 1 << 11,
+    F_CHECK_TCP = 1 << 12,
+    F_INTERVAL = 1 << 13,
+    F_TIMEOUT = 1 << 14,
+    F_DCA = 1 << 15,
 };
+#define F_CHECKS (F_CHECK_HTTP | F_CHECK_TCP | F_INTERVAL | F_TIMEOUT | F_DCA)
 #define F_FILTERS (F_ALL | F_TAG | F_META) /* what instances and watch select by */
 
 /* Every flag any command takes; a command picks some by bit. */
@@ -48,6 +54,11 @@ static const struct cli_flag {
     {F_TAG, "tag", "T", "a tag; repeat for more (to select: instances having all)"},
     {F_META, "meta", "K=V", "metadata; repeat for more (to select: instances matching all)"},
     {F_TTL, "ttl", "D", "critical unless 'shoal heartbeat ID' comes every D (10s, 1m)"},
+    {F_CHECK_HTTP, "check-http", "URL", "an active check: GET URL, 2xx passing, 429 warning"},
+    {F_CHECK_TCP, "check-tcp", "IP:PORT", "an active check: connect to IP:PORT"},
+    {F_INTERVAL, "interval", "D", "the preceding check's interval (default 10s)"},
+    {F_TIMEOUT, "timeout", "D", "the preceding check's timeout (default 2s, < interval)"},
+    {F_DCA, "deregister-critical-after", "D", "deregister it once critical this long"},
     {F_FORMAT, "format", "table|json", "output format (default: table)"},
     {F_HTTP, "http", "IP:PORT",
      "the agent's HTTP API (default: $SHOAL_HTTP_ADDR, else " SHOAL_CLI_DEFAULT_HTTP ")"},
@@ -121,15 +132,19 @@ static const struct cli_cmd cli_cmds[] = {
      .details = "Asks the agent to leave gracefully (others see it as left); it then exits."},
     {.name = "register",
      .run = shoal_cli_register,
-     .flags = F_SERVICE | F_ID | F_ADDRESS | F_PORT | F_TAG | F_META | F_TTL | F_HTTP,
+     .flags = F_SERVICE | F_ID | F_ADDRESS | F_PORT | F_TAG | F_META | F_TTL | F_HTTP | F_CHECKS,
      .required = F_SERVICE | F_ID | F_ADDRESS | F_PORT,
      .synopsis = "register --service NAME --id ID --address HOST --port N [--tag T]...\n"
-                 "                      [--meta K=V]... [--ttl D] [--http IP:PORT]",
+                 "                      [--meta K=V]... [--ttl D] [--http IP:PORT]\n"
+                 "                      [--check-http URL | --check-tcp IP:PORT [--interval D]\n"
+                 "                      [--timeout D]]... [--deregister-critical-after D]",
      .summary = "register a service instance with the agent",
      .details = "Registers an instance owned by this agent, which spreads it to the cluster;\n"
                 "the same id again updates it. Without --ttl it stays passing until\n"
                 "deregistered; with --ttl it starts critical and is passing for D after each\n"
-                "'shoal heartbeat ID'. Limits: at most 32 tags, 64 meta pairs, 16 KB of meta."},
+                "'shoal heartbeat ID'. Limits: at most 32 tags, 64 meta pairs, 16 KB of meta.\n"
+                "Active checks (at most 8) run on this agent; the instance's status is the\n"
+                "worst of its checks and its TTL, and a new check starts critical."},
     {.name = "deregister",
      .run = shoal_cli_deregister,
      .flags = F_HTTP,
@@ -306,6 +321,30 @@ static int set_flag(const struct cli_cmd *c, struct shoal_cli_args *a, unsigned 
         break;
     case F_ALL:
         a->all = true;
+        break;
+    case F_CHECK_HTTP:
+    case F_CHECK_TCP: {
+        if (a->nchecks == SHOAL_CHECKS_MAX)
+            return usage_error(c, "at most %d checks", SHOAL_CHECKS_MAX);
+        want = bit == F_CHECK_HTTP ? shoal_cli_check_url(v) : shoal_cli_check_hostport(v);
+        a->checks[a->nchecks].kind = bit == F_CHECK_HTTP ? "http" : "tcp";
+        a->checks[a->nchecks++].target = v;
+        break;
+    }
+    case F_INTERVAL:
+    case F_TIMEOUT: {
+        const char *name = bit == F_INTERVAL ? "--interval" : "--timeout";
+        if (!a->nchecks)
+            return usage_error(c, "%s must follow --check-http or --check-tcp", name);
+        uint32_t *dst = bit == F_INTERVAL ? &a->checks[a->nchecks - 1].interval_ms
+                                          : &a->checks[a->nchecks - 1].timeout_ms;
+        if (*dst)
+            return usage_error(c, "%s given twice for one check", name);
+        want = shoal_cli_check_ttl(v, dst);
+        break;
+    }
+    case F_DCA:
+        want = shoal_cli_check_ttl(v, &a->deregister_critical_after_ms);
         break;
     case F_TAG:
         if (a->ntags == SHOAL_TAGS_MAX)

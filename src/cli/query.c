@@ -131,6 +131,50 @@ static char *buf_cell(struct shoal_cli_buf *b)
     return c;
 }
 
+/* CHECKS kind:status,... (only when some instance has checks). */
+static void add_checks_cell(struct shoal_cli_table *t, json_t *in)
+{
+    struct shoal_cli_buf b = {0};
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(in, "checks"), i, c)
+    {
+        json_t *k = json_object_get(c, "kind"), *st = json_object_get(c, "status");
+        shoal_cli_buf_add(&b, b.len ? "," : "");
+        shoal_cli_buf_add(&b, json_is_string(k) ? json_string_value(k) : "?");
+        shoal_cli_buf_add(&b, ":");
+        shoal_cli_buf_add(&b, json_is_string(st) ? json_string_value(st) : "?");
+    }
+    shoal_cli_table_add(t, buf_cell(&b));
+}
+
+/* After the table: one line per check with its target and last output. */
+static void print_check_lines(json_t *list)
+{
+    size_t i, k;
+    json_t *in, *c;
+    bool first = true;
+    json_array_foreach(list, i, in)
+    {
+        json_t *id = json_object_get(in, "id");
+        json_array_foreach(json_object_get(in, "checks"), k, c)
+        {
+            const char *f[4] = {"kind", "target", "status", "output"};
+            if (first)
+                putchar('\n');
+            first = false;
+            shoal_cli_print_clean(stdout, json_is_string(id) ? json_string_value(id) : "?");
+            printf(" check %zu", k + 1);
+            for (int j = 0; j < 4; j++) {
+                json_t *v = json_object_get(c, f[j]);
+                fputs(j == 3 ? ": " : " ", stdout);
+                shoal_cli_print_clean(stdout, json_is_string(v) ? json_string_value(v) : "-");
+            }
+            putchar('\n');
+        }
+    }
+}
+
 static void add_instance_row(struct shoal_cli_table *t, json_t *in)
 {
     struct shoal_cli_buf b = {0};
@@ -197,18 +241,29 @@ static void add_instance_row(struct shoal_cli_table *t, json_t *in)
 
 static void print_instances(const struct shoal_cli_args *a, json_t *list)
 {
-    static const char *const heads[] = {"ID", "ADDRESS:PORT", "STATUS", "OWNER", "TAGS", "META"};
+    static const char *const heads[] = {"ID",   "ADDRESS:PORT", "STATUS", "OWNER",
+                                        "TAGS", "META",         "CHECKS"};
     struct shoal_cli_table t;
     size_t i;
     json_t *in;
+    bool checks = false;
 
     if (a->format == SHOAL_CLI_FORMAT_JSON) {
         shoal_cli_print_json(list);
         return;
     }
-    shoal_cli_table_init(&t, heads, sizeof(heads) / sizeof(heads[0]));
-    json_array_foreach(list, i, in) add_instance_row(&t, in);
+    json_array_foreach(list, i, in) checks |= json_array_size(json_object_get(in, "checks")) > 0;
+    /* The CHECKS column and check lines only when there are checks. */
+    shoal_cli_table_init(&t, heads, sizeof(heads) / sizeof(heads[0]) - !checks);
+    json_array_foreach(list, i, in)
+    {
+        add_instance_row(&t, in);
+        if (checks)
+            add_checks_cell(&t, in);
+    }
     shoal_cli_table_print(&t);
+    if (checks)
+        print_check_lines(list);
 }
 
 int shoal_cli_instances(const struct shoal_cli_args *a)

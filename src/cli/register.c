@@ -44,6 +44,22 @@ static char *register_body(const struct shoal_cli_args *a)
     }
     if (a->ttl_ms) /* in ms, so the agent needs no duration syntax of ours */
         json_set(req, "ttl", json_integer(a->ttl_ms));
+    if (a->nchecks) {
+        json_t *checks = json_array();
+        json_set(req, "checks", checks);
+        for (int i = 0; i < a->nchecks; i++) {
+            json_t *c = json_object();
+            if (!c || json_array_append_new(checks, c) != 0)
+                shoal_cli_oom();
+            json_set(c, a->checks[i].kind, json_string(a->checks[i].target));
+            if (a->checks[i].interval_ms)
+                json_set(c, "interval", json_integer(a->checks[i].interval_ms));
+            if (a->checks[i].timeout_ms)
+                json_set(c, "timeout", json_integer(a->checks[i].timeout_ms));
+        }
+    }
+    if (a->deregister_critical_after_ms)
+        json_set(req, "deregister_critical_after", json_integer(a->deregister_critical_after_ms));
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     if (!body)

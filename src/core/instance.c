@@ -24,6 +24,23 @@ int shoal_health_parse(const char *s)
     return -1;
 }
 
+static const char *const check_kind_names[] = {"http", "tcp"};
+
+const char *shoal_check_kind_name(int k)
+{
+    return k >= 0 && k <= SHOAL_CHECK_TCP ? check_kind_names[k] : "?";
+}
+
+void shoal_check_defaults(struct shoal_check *c)
+{
+    if (!c->interval_ms)
+        c->interval_ms = SHOAL_CHECK_INTERVAL_DEFAULT;
+    if (!c->timeout_ms)
+        c->timeout_ms = c->interval_ms / 2 < SHOAL_CHECK_TIMEOUT_DEFAULT
+                            ? (c->interval_ms / 2 ? c->interval_ms / 2 : 1)
+                            : SHOAL_CHECK_TIMEOUT_DEFAULT;
+}
+
 static char *dup_or_null(const char *s, bool *fail)
 {
     if (!s)
@@ -43,7 +60,8 @@ int shoal_instance_copy(struct shoal_instance *dst, const struct shoal_instance 
     dst->address = dup_or_null(src->address, &fail);
     dst->tags = NULL;
     dst->meta = NULL;
-    dst->n_tags = dst->n_meta = 0;
+    dst->checks = NULL;
+    dst->n_tags = dst->n_meta = dst->n_checks = 0;
     if (src->n_tags) {
         dst->tags = calloc(src->n_tags, sizeof(*dst->tags));
         fail |= !dst->tags;
@@ -56,6 +74,15 @@ int shoal_instance_copy(struct shoal_instance *dst, const struct shoal_instance 
         for (uint32_t i = 0; dst->meta && i < src->n_meta; i++, dst->n_meta++) {
             dst->meta[i].key = dup_or_null(src->meta[i].key, &fail);
             dst->meta[i].value = dup_or_null(src->meta[i].value, &fail);
+        }
+    }
+    if (src->n_checks) {
+        dst->checks = calloc(src->n_checks, sizeof(*dst->checks));
+        fail |= !dst->checks;
+        for (uint32_t i = 0; dst->checks && i < src->n_checks; i++, dst->n_checks++) {
+            dst->checks[i] = src->checks[i];
+            dst->checks[i].target = dup_or_null(src->checks[i].target, &fail);
+            dst->checks[i].output = dup_or_null(src->checks[i].output, &fail);
         }
     }
     if (fail) {
@@ -78,6 +105,11 @@ void shoal_instance_clear(struct shoal_instance *in)
         free(in->meta[i].value);
     }
     free(in->meta);
+    for (uint32_t i = 0; i < in->n_checks; i++) {
+        free(in->checks[i].target);
+        free(in->checks[i].output);
+    }
+    free(in->checks);
     memset(in, 0, sizeof(*in));
 }
 
@@ -128,6 +160,41 @@ static bool text_ok(const char *s, size_t max, size_t *len)
     return true;
 }
 
+/* NULL, or why one check is not acceptable. */
+static const char *check_invalid(const struct shoal_check *c)
+{
+    const char *t = c->target;
+    size_t n = t ? strlen(t) : 0, olen = 0;
+    if (c->kind > SHOAL_CHECK_TCP)
+        return "a check's kind must be http or tcp";
+    if (n == 0 || n >= SHOAL_CHECK_TARGET_MAX)
+        return "a check's target must be 1..255 characters";
+    for (size_t k = 0; k < n; k++)
+        if (t[k] <= 0x20 || t[k] >= 0x7f)
+            return "a check's target must be printable ASCII without spaces";
+    if (c->kind == SHOAL_CHECK_HTTP && strncmp(t, "http://", 7) != 0 &&
+        strncmp(t, "https://", 8) != 0)
+        return "an http check's target must be an http:// or https:// URL";
+    if (c->kind == SHOAL_CHECK_TCP) {
+        const char *colon = strrchr(t, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == t || !end || *end || port < 1 || port > 65535)
+            return "a tcp check's target must be HOST:PORT";
+    }
+    if (c->interval_ms < 100 || c->interval_ms > 86400000)
+        return "a check's interval must be 100ms..24h";
+    if (c->timeout_ms < 1 || c->timeout_ms >= c->interval_ms)
+        return "a check's timeout must be at least 1ms and less than its interval";
+    if (c->rise > SHOAL_CHECK_DAMP_MAX || c->fall > SHOAL_CHECK_DAMP_MAX)
+        return "a check's rise and fall must be 0..100";
+    if (c->status >= SHOAL_HEALTH_COUNT)
+        return "a check's status must be passing, warning or critical";
+    if (c->output && !text_ok(c->output, SHOAL_CHECK_OUTPUT_MAX, &olen))
+        return "a check's output must be UTF-8 text of at most 255 bytes";
+    return NULL;
+}
+
 int shoal_instance_validate(const struct shoal_instance *in, const char **why)
 {
     const char *w = NULL;
@@ -146,6 +213,10 @@ int shoal_instance_validate(const struct shoal_instance *in, const char **why)
         w = "at most 64 meta pairs";
     else if (in->health >= SHOAL_HEALTH_COUNT)
         w = "status must be passing, warning or critical";
+    else if (in->n_checks > SHOAL_CHECKS_MAX)
+        w = "at most 8 checks";
+    for (uint32_t i = 0; !w && i < in->n_checks; i++)
+        w = check_invalid(&in->checks[i]);
     for (uint32_t i = 0; !w && i < in->n_tags; i++) {
         const char *t = in->tags[i];
         size_t n = t ? strlen(t) : 0;
@@ -190,6 +261,9 @@ uint32_t shoal_instance_cost(const struct shoal_instance *in)
         n += 3 + slen(in->tags[i]);
     for (uint32_t i = 0; i < in->n_meta; i++)
         n += 10 + slen(in->meta[i].key) + slen(in->meta[i].value);
+    n += 6; /* deregister_critical_after */
+    for (uint32_t i = 0; i < in->n_checks; i++) /* header, 6 varints, two strings */
+        n += 40 + slen(in->checks[i].target) + slen(in->checks[i].output);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
@@ -202,8 +276,16 @@ bool shoal_instance_same_spec(const struct shoal_instance *a, const struct shoal
 {
     if (!str_eq(a->id, b->id) || !str_eq(a->service, b->service) ||
         !str_eq(a->address, b->address) || a->port != b->port || a->ttl_ms != b->ttl_ms ||
-        a->n_tags != b->n_tags || a->n_meta != b->n_meta)
+        a->n_tags != b->n_tags || a->n_meta != b->n_meta || a->n_checks != b->n_checks ||
+        a->deregister_critical_after_ms != b->deregister_critical_after_ms)
         return false;
+    for (uint32_t i = 0; i < a->n_checks; i++) {
+        const struct shoal_check *x = &a->checks[i], *y = &b->checks[i];
+        if (x->kind != y->kind || !str_eq(x->target, y->target) ||
+            x->interval_ms != y->interval_ms || x->timeout_ms != y->timeout_ms ||
+            x->rise != y->rise || x->fall != y->fall)
+            return false;
+    }
     for (uint32_t i = 0; i < a->n_tags; i++)
         if (!str_eq(a->tags[i], b->tags[i]))
             return false;

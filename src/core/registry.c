@@ -32,6 +32,10 @@ struct entry {
     uint32_t opos;       /* own vector position + 1 (our own entries) */
     /* Our own TTL instances: when the TTL last passed (or registration). */
     int64_t ttl_base;
+    /* Our own instances: the TTL's part of the health (passing without a
+     * TTL), and since when the instance is critical (valid while it is). */
+    uint8_t ttl_health;
+    int64_t critical_since;
 };
 
 struct owner {
@@ -75,6 +79,8 @@ struct shoal_registry {
 
     uint64_t index;
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
+    bool push_pending;   /* new events to push before the next regular tick */
+    bool applying_sync;  /* events from anti-entropy are not re-gossiped */
 
     /* Scratch for building messages (shallow copies of entries). */
     struct shoal_instance *ev;
@@ -191,6 +197,11 @@ static void service_remove(struct shoal_registry *r, struct entry *e)
 
 static void queue_push(struct shoal_registry *r, struct entry *e, int64_t now)
 {
+    (void)now;
+    /* Anti-entropy already converges whoever takes part in it; queueing
+     * its (possibly 100,000) events would only flood gossip. */
+    if (r->applying_sync)
+        return;
     if (!e->qpos) {
         if (!grow((void **)&r->q, &r->qcap, r->qn + 1, sizeof(*r->q)))
             return; /* anti-entropy will carry it */
@@ -200,8 +211,10 @@ static void queue_push(struct shoal_registry *r, struct entry *e, int64_t now)
     struct qitem *it = &r->q[e->qpos - 1];
     it->transmits = 0;
     it->order = ++r->qorder;
-    /* New news goes out at once rather than at the next tick. */
-    r->next_gossip = now;
+    /* New news goes out at once, without moving the regular ticks: a node
+     * the push missed is then reached by whichever node ticks next, not
+     * by all of them together a whole interval later. */
+    r->push_pending = true;
 }
 
 static void queue_remove(struct shoal_registry *r, struct entry *e)
@@ -391,6 +404,8 @@ static struct entry *own_entry(struct shoal_registry *r, const char *id)
 static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instance *base,
                      int64_t ttl_base)
 {
+    struct entry *old = base->deleted ? NULL : own_entry(r, base->id);
+    int64_t since = old && old->in.health == SHOAL_CRITICAL ? old->critical_since : now;
     memcpy(base->owner, r->cfg.self, SHOAL_NAME_MAX);
     base->generation = r->cfg.generation;
     base->version = ++r->own_version;
@@ -398,13 +413,25 @@ static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instanc
     if (!e)
         return SHOAL_ENOMEM;
     e->ttl_base = ttl_base;
+    e->critical_since = since;
     return 0;
+}
+
+/* The instance's health: the worst of its checks and its TTL state. */
+static uint8_t worst_health(const struct shoal_check *checks, uint32_t n, uint8_t ttl_health)
+{
+    uint8_t h = ttl_health;
+    for (uint32_t i = 0; i < n; i++)
+        if (checks[i].status > h)
+            h = checks[i].status;
+    return h;
 }
 
 int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_ms,
                             const struct shoal_instance *spec, const char **why)
 {
     struct shoal_instance in = *spec;
+    struct shoal_check checks[SHOAL_CHECKS_MAX];
     in.health = SHOAL_PASSING;
     in.deleted = false;
     if (shoal_instance_validate(&in, why) != 0)
@@ -412,19 +439,41 @@ int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_
     struct entry *e = own_entry(r, spec->id);
     if (e && shoal_instance_same_spec(&e->in, spec))
         return 0; /* idempotent */
+    /* A new check starts critical (as Consul's do): not served until its
+     * first pass. A check kept by an update (same kind and target) keeps
+     * its last result. */
+    for (uint32_t i = 0; i < in.n_checks; i++) {
+        checks[i] = spec->checks[i];
+        checks[i].status = SHOAL_CRITICAL;
+        checks[i].output = NULL;
+        for (uint32_t k = 0; e && k < e->in.n_checks; k++) {
+            const struct shoal_check *o = &e->in.checks[k];
+            if (o->kind == checks[i].kind && strcmp(o->target, checks[i].target) == 0) {
+                checks[i].status = o->status;
+                checks[i].output = o->output;
+                break;
+            }
+        }
+    }
+    in.checks = in.n_checks ? checks : NULL;
+    uint8_t ttl_health;
     if (e) {
         /* An update keeps its history: registration time, heartbeat and,
-         * if the TTL is unchanged, health. */
+         * if the TTL is unchanged, the TTL state. */
         in.registered_ms = e->in.registered_ms;
         in.heartbeat_ms = e->in.heartbeat_ms;
-        in.health = e->in.ttl_ms == spec->ttl_ms ? e->in.health
-                                                 : (spec->ttl_ms ? SHOAL_CRITICAL : SHOAL_PASSING);
+        ttl_health = e->in.ttl_ms == spec->ttl_ms ? e->ttl_health
+                                                  : (spec->ttl_ms ? SHOAL_CRITICAL : SHOAL_PASSING);
     } else {
         in.registered_ms = wall_ms;
         in.heartbeat_ms = 0;
-        in.health = spec->ttl_ms ? SHOAL_CRITICAL : SHOAL_PASSING; /* no heartbeat yet */
+        ttl_health = spec->ttl_ms ? SHOAL_CRITICAL : SHOAL_PASSING; /* no heartbeat yet */
     }
-    return own_write(r, now, &in, e && e->in.ttl_ms == spec->ttl_ms ? e->ttl_base : now);
+    in.health = worst_health(in.checks, in.n_checks, ttl_health);
+    int rc = own_write(r, now, &in, e && e->in.ttl_ms == spec->ttl_ms ? e->ttl_base : now);
+    if (rc == 0)
+        own_entry(r, spec->id)->ttl_health = ttl_health;
+    return rc;
 }
 
 static int own_update(struct shoal_registry *r, int64_t now, struct entry *e, uint8_t health,
@@ -453,9 +502,57 @@ int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall
         return SHOAL_EINVAL;
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
-    if (e->in.health == SHOAL_PASSING)
+    e->ttl_health = SHOAL_PASSING;
+    uint8_t h = worst_health(e->in.checks, e->in.n_checks, SHOAL_PASSING);
+    if (e->in.health == h)
         return 0;
-    return own_update(r, now, e, SHOAL_PASSING, false);
+    return own_update(r, now, e, h, false);
+}
+
+/* Active-check output is kept as printable ASCII: it comes from backends
+ * we do not control and must pass shoal_instance_validate on every replica. */
+static char *output_dup(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n >= SHOAL_CHECK_OUTPUT_MAX)
+        n = SHOAL_CHECK_OUTPUT_MAX - 1;
+    char *d = malloc(n + 1);
+    if (!d)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        d[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    d[n] = 0;
+    return d;
+}
+
+int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const char *id,
+                                uint32_t index, uint8_t status, const char *output)
+{
+    struct entry *e = own_entry(r, id);
+    if (!e || index >= e->in.n_checks)
+        return SHOAL_ENOENT;
+    if (status >= SHOAL_HEALTH_COUNT)
+        return SHOAL_EINVAL;
+    char *out = output_dup(output ? output : "");
+    if (!out)
+        return SHOAL_ENOMEM;
+    struct shoal_check *c = &e->in.checks[index];
+    if (c->status == status) {
+        free(c->output); /* replicas see it with the next change */
+        c->output = out;
+        return 0;
+    }
+    struct shoal_check checks[SHOAL_CHECKS_MAX];
+    memcpy(checks, e->in.checks, e->in.n_checks * sizeof(*checks));
+    checks[index].status = status;
+    checks[index].output = out;
+    struct shoal_instance in = e->in;
+    in.checks = checks;
+    in.health = worst_health(checks, in.n_checks, e->ttl_health);
+    in.deleted = false;
+    int rc = own_write(r, now, &in, e->ttl_base);
+    free(out);
+    return rc;
 }
 
 int shoal_registry_set_health(struct shoal_registry *r, int64_t now, const char *id,
@@ -484,6 +581,7 @@ int shoal_registry_restore(struct shoal_registry *r, int64_t now,
         int rc = own_write(r, now, &in, now); /* the TTL restarts with us */
         if (rc)
             return rc;
+        own_entry(r, in.id)->ttl_health = in.ttl_ms ? in.health : SHOAL_PASSING;
     }
     return 0;
 }
@@ -518,22 +616,39 @@ static int64_t ttl_deadline(const struct shoal_registry *r, const struct entry *
     if (!e->in.ttl_ms)
         return NEVER;
     int64_t critical_at = e->ttl_base + e->in.ttl_ms;
-    if (e->in.health != SHOAL_CRITICAL)
+    if (e->ttl_health != SHOAL_CRITICAL)
         return critical_at;
     return critical_at + (int64_t)e->in.ttl_ms * r->cfg.ttl_deregister_mult;
+}
+
+/* deregister_critical_after (Consul's DeregisterCriticalServiceAfter): an
+ * instance critical, for any reason, that long is deregistered. */
+static int64_t dca_deadline(const struct entry *e)
+{
+    if (!e->in.deregister_critical_after_ms || e->in.health != SHOAL_CRITICAL)
+        return NEVER;
+    return e->critical_since + e->in.deregister_critical_after_ms;
 }
 
 static void ttl_tick(struct shoal_registry *r, int64_t now)
 {
     for (size_t i = 0; i < r->n_own;) {
         struct entry *e = r->own[i];
-        if (ttl_deadline(r, e) > now) {
+        int rc;
+        if (dca_deadline(e) <= now) {
+            rc = own_update(r, now, e, e->in.health, true);
+        } else if (ttl_deadline(r, e) > now) {
             i++;
             continue;
+        } else if (e->ttl_health != SHOAL_CRITICAL) {
+            /* The deadline moves on to the deregistration: no loop. */
+            e->ttl_health = SHOAL_CRITICAL;
+            uint8_t h = worst_health(e->in.checks, e->in.n_checks, SHOAL_CRITICAL);
+            rc = h != e->in.health ? own_update(r, now, e, h, false) : 0;
+        } else {
+            rc = own_update(r, now, e, e->in.health, true);
         }
-        /* Either change may move entries within r->own: restart the scan. */
-        int rc = e->in.health != SHOAL_CRITICAL ? own_update(r, now, e, SHOAL_CRITICAL, false)
-                                                 : own_update(r, now, e, e->in.health, true);
+        /* Any change may move entries within r->own: restart the scan. */
         i = rc == 0 ? 0 : i + 1;
     }
 }
@@ -618,7 +733,7 @@ static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *t
         uint32_t cost = shoal_instance_cost(&it->e->in);
         if (cost > room) {
             struct owner *o = it->e->owner;
-            uint32_t dcost = 32 + (uint32_t)strlen(o->name);
+            uint32_t dcost = 48 + (uint32_t)strlen(o->name); /* digest, worst case 41 + n */
             if (dcost > budget)
                 break;
             bool dup = false;
@@ -657,9 +772,8 @@ static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *t
     return true;
 }
 
-static void gossip_tick(struct shoal_registry *r, int64_t now)
+static void gossip_send(struct shoal_registry *r)
 {
-    r->next_gossip = now + r->cfg.gossip_interval_ms;
     if (!r->qn || !r->cfg.peers)
         return;
     struct shoal_addr peers[64];
@@ -831,11 +945,13 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
                          const struct shoal_reg_msg *m)
 {
     bool stream = m->type != SHOAL_REG_GOSSIP;
+    r->applying_sync = stream;
     for (uint32_t i = 0; i < m->n_events; i++) {
         apply_event(r, &m->events[i], now, false);
         if (stream)
             r->stats.sync_events_received++;
     }
+    r->applying_sync = false;
     switch (m->type) {
     case SHOAL_REG_GOSSIP:
         /* Notices: an event too big for a datagram; pull it by anti-entropy. */
@@ -970,12 +1086,23 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
         if (r->cfg.peers && r->cfg.peers(r->cfg.ud, 1, &peer) == 1)
             shoal_registry_sync_with(r, now, &peer);
     }
-    if (now >= r->next_gossip)
-        gossip_tick(r, now);
+    if (now >= r->next_gossip) {
+        /* Keep this node's phase: ticks of different nodes stay spread
+         * over the interval even after an idle spell. */
+        int64_t iv = r->cfg.gossip_interval_ms;
+        r->next_gossip += ((now - r->next_gossip) / iv + 1) * iv;
+        r->push_pending = false;
+        gossip_send(r);
+    } else if (r->push_pending) {
+        r->push_pending = false;
+        gossip_send(r);
+    }
 }
 
 int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
 {
+    if (r->push_pending)
+        return INT64_MIN; /* now */
     int64_t d = r->next_gc < r->next_reap ? r->next_gc : r->next_reap;
     if (r->qn && r->next_gossip < d)
         d = r->next_gossip;
@@ -983,8 +1110,11 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
         d = r->next_sync;
     for (size_t i = 0; i < r->n_own; i++) {
         int64_t t = ttl_deadline(r, r->own[i]);
+        int64_t c = dca_deadline(r->own[i]);
         if (t < d)
             d = t;
+        if (c < d)
+            d = c;
     }
     return d;
 }
@@ -1158,6 +1288,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
             r->self->generation = c->generation;
             r->next_sync = c->sync_interval_ms;
             r->last_notice_sync = INT64_MIN / 2;
+            r->next_gossip = (int64_t)(shoal_strhash(c->self) % c->gossip_interval_ms);
             r->next_reap = NEVER;
         }
     }

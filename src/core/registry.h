@@ -30,6 +30,12 @@
 #define SHOAL_META_VALUE_MAX 4096 /* value: 0..4095 bytes of UTF-8 text */
 #define SHOAL_METAS_MAX 64     /* pairs per instance */
 #define SHOAL_META_TOTAL_MAX 16384 /* all keys and values together */
+#define SHOAL_CHECKS_MAX 8          /* active checks per instance */
+#define SHOAL_CHECK_TARGET_MAX 256  /* URL or HOST:PORT: 1..255 printable ASCII */
+#define SHOAL_CHECK_OUTPUT_MAX 256  /* last result text: 0..255 bytes (truncated) */
+#define SHOAL_CHECK_INTERVAL_DEFAULT 10000
+#define SHOAL_CHECK_TIMEOUT_DEFAULT 2000
+#define SHOAL_CHECK_DAMP_MAX 100    /* rise/fall: consecutive results, 0 = agent default */
 
 enum shoal_health {
     SHOAL_PASSING = 0,
@@ -44,6 +50,29 @@ struct shoal_kv {
     char *key;
     char *value;
 };
+
+enum shoal_check_kind {
+    SHOAL_CHECK_HTTP = 0, /* GET target: 2xx passing, 429 warning, else critical */
+    SHOAL_CHECK_TCP = 1,  /* connect to HOST:PORT within the timeout */
+};
+const char *shoal_check_kind_name(int k); /* "http", "tcp" */
+
+/* One active check, run by the instance's owner (src/io/checks.c). The
+ * spec is kind..fall; status and output are the owner's last result. */
+struct shoal_check {
+    uint8_t kind;         /* enum shoal_check_kind */
+    char *target;         /* URL (http://...) or HOST:PORT */
+    uint32_t interval_ms; /* 100..86400000 */
+    uint32_t timeout_ms;  /* 1..interval_ms-1 */
+    uint8_t rise;         /* successes before passing; 0 = agent default */
+    uint8_t fall;         /* failures before warning/critical; 0 = agent default */
+    uint8_t status;       /* enum shoal_health; a new check starts critical */
+    char *output;         /* last result text, NULL = none yet */
+};
+
+/* Fills a check's unset interval (0: 10s) and timeout (0: 2s, or half the
+ * interval if that is shorter), as every entry point does before validation. */
+void shoal_check_defaults(struct shoal_check *c);
 
 /* One instance as registered and as replicated (an event is one of these).
  * Every pointer is owned by the struct: free with shoal_instance_clear(). */
@@ -61,6 +90,9 @@ struct shoal_instance {
     uint32_t ttl_ms;       /* 0: no TTL */
     int64_t registered_ms; /* unix ms, the owner's clock */
     int64_t heartbeat_ms;  /* unix ms of the last TTL pass at the owner; 0 = never */
+    uint32_t n_checks;
+    struct shoal_check *checks;
+    uint32_t deregister_critical_after_ms; /* critical this long: owner deregisters; 0 off */
     uint64_t generation;   /* owner's generation when written */
     uint64_t version;      /* owner's version counter: grows with every change */
     bool deleted;          /* a tombstone: only owner, id, generation, version count */
@@ -74,7 +106,8 @@ void shoal_instance_clear(struct shoal_instance *in);
 int shoal_instance_validate(const struct shoal_instance *in, const char **why);
 /* Conservative encoded size (protobuf) of the instance as an event. */
 uint32_t shoal_instance_cost(const struct shoal_instance *in);
-/* Same content as registered (service, address, port, tags, meta, ttl)? */
+/* Same content as registered (service, address, port, tags, meta, ttl,
+ * check specs, deregister_critical_after)? */
 bool shoal_instance_same_spec(const struct shoal_instance *a, const struct shoal_instance *b);
 
 /* Per-owner summary used by anti-entropy. hash is the XOR over the owner's
@@ -172,7 +205,8 @@ void shoal_registry_free(struct shoal_registry *r);
 /* ---- the owner's side: only these change our own instances ---- */
 
 /* Registers (or, for an existing id, updates) one of our instances. Only
- * id, service, address, port, tags, meta and ttl_ms of spec are read. The
+ * id, service, address, port, tags, meta, ttl_ms, the checks' specs and
+ * deregister_critical_after_ms of spec are read. The
  * same spec twice is a no-op (idempotent). A TTL instance starts critical.
  * Returns 0, or SHOAL_EINVAL with *why. */
 int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_ms,
@@ -185,6 +219,14 @@ int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall
 /* Sets the health of one of ours (active checks). 0 or SHOAL_ENOENT. */
 int shoal_registry_set_health(struct shoal_registry *r, int64_t now, const char *id,
                               uint8_t health);
+/* A result of active check `index` of our instance `id` (after damping).
+ * Health becomes the worst of the checks and the TTL state. A new version
+ * is written only if the check's status or the health changes; otherwise
+ * the output is updated in place (replicas see it with the next change).
+ * output may be NULL; it is truncated to SHOAL_CHECK_OUTPUT_MAX-1 bytes.
+ * Returns 0, SHOAL_ENOENT (no such instance or check) or SHOAL_EINVAL. */
+int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const char *id,
+                                uint32_t index, uint8_t status, const char *output);
 /* Restores our instances after a restart (from the data dir) and continues
  * versions after last_version; they are re-announced under the current
  * generation. Call once, before anything else. */

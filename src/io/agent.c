@@ -25,9 +25,12 @@
 
 #include "core/swim.h"
 #include "io/api.h"
+#include "io/checks.h"
 #include "io/datadir.h"
+#include "io/dns.h"
 #include "io/http.h"
 #include "io/log.h"
+#include "io/metrics.h"
 #include "io/node.h"
 #include "io/regstore.h"
 #include "io/svcfile.h"
@@ -59,12 +62,17 @@ static const char agent_usage[] =
     "                   [--gossip-to-dead D] [--reap D] [--max-datagram N] [--leave-timeout D]\n"
     "                   [--config-dir DIR] [--sync-interval D] [--registry-reap D]\n"
     "                   [--tombstone-ttl D] [--log-level debug|info|warn|error]\n"
+    "                   [--dns IP:PORT|off] [--dns-ttl D] [--check-rise N] [--check-fall N]\n"
     "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds.\n"
     "Defaults: --bind 127.0.0.1:7946 (UDP, and TCP for registry sync), --advertise = --bind,\n"
     "--http 127.0.0.1:7947, --data-dir /var/lib/shoal, name = hostname, leave-timeout 3s,\n"
     "log-level info; protocol constants follow memberlist's LAN profile.\n"
     "Registry: --config-dir loads every *.service file at start and on SIGHUP (none by\n"
-    "default); --sync-interval 30s (0: off), --registry-reap 1h, --tombstone-ttl 24h.\n";
+    "default); --sync-interval 30s (0: off), --registry-reap 1h, --tombstone-ttl 24h.\n"
+    "DNS (UDP and TCP): --dns 127.0.0.1:8600 (if that default is taken, a warning and no\n"
+    "DNS; 'off' disables it), --dns-ttl 0 (whole seconds).\n"
+    "Active checks: --check-rise 1 successes in a row before passing, --check-fall 1\n"
+    "failures in a row before warning/critical (1..100; a check's own rise/fall wins).\n";
 
 static const char see_help[] = "run 'shoal agent --help' for the flags\n";
 
@@ -81,6 +89,10 @@ struct agent_opts {
     const char *config_dir;
     uint32_t leave_timeout_ms;
     enum shoal_log_level log_level;
+    struct shoal_addr dns;  /* family 0: --dns off */
+    bool dns_explicit;      /* --dns given: failing to bind it is fatal */
+    uint32_t dns_ttl_ms;
+    uint32_t check_rise, check_fall;
 };
 
 struct agent {
@@ -89,6 +101,9 @@ struct agent {
     struct shoal_http_server *http;
     struct shoal_api api;
     struct shoal_svcset svc;
+    struct shoal_dns_server *dns;
+    struct shoal_checks *checks;
+    struct shoal_metrics metrics;
     const char *config_dir;
     ev_signal sigterm, sigint, sighup;
     ev_timer leave_timer, linger_timer;
@@ -123,6 +138,10 @@ enum {
     OPT_SYNC_INTERVAL,
     OPT_REGISTRY_REAP,
     OPT_TOMBSTONE_TTL,
+    OPT_DNS,
+    OPT_DNS_TTL,
+    OPT_CHECK_RISE,
+    OPT_CHECK_FALL,
 };
 
 static const struct option agent_options[] = {
@@ -151,6 +170,10 @@ static const struct option agent_options[] = {
     {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
     {"registry-reap", required_argument, NULL, OPT_REGISTRY_REAP},
     {"tombstone-ttl", required_argument, NULL, OPT_TOMBSTONE_TTL},
+    {"dns", required_argument, NULL, OPT_DNS},
+    {"dns-ttl", required_argument, NULL, OPT_DNS_TTL},
+    {"check-rise", required_argument, NULL, OPT_CHECK_RISE},
+    {"check-fall", required_argument, NULL, OPT_CHECK_FALL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -216,6 +239,8 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
     o->data_dir = "/var/lib/shoal";
     o->leave_timeout_ms = 3000;
     o->log_level = SHOAL_LOG_INFO;
+    o->check_rise = o->check_fall = 1;
+    (void)shoal_addr_parse("127.0.0.1:8600", &o->dns);
 
     optind = 0; /* glibc: full re-initialisation, argv may be reused */
     opterr = 0;
@@ -319,6 +344,22 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
         case OPT_TOMBSTONE_TTL:
             rc = parse_duration_flag("tombstone-ttl", v, 1, &o->registry.tombstone_ttl_ms);
             break;
+        case OPT_DNS:
+            o->dns_explicit = true;
+            if (strcmp(v, "off") == 0)
+                memset(&o->dns, 0, sizeof(o->dns));
+            else
+                rc = parse_addr_flag("dns", v, &o->dns);
+            break;
+        case OPT_CHECK_RISE:
+            rc = parse_count_flag("check-rise", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_rise);
+            break;
+        case OPT_CHECK_FALL:
+            rc = parse_count_flag("check-fall", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_fall);
+            break;
+        case OPT_DNS_TTL:
+            rc = parse_duration_flag("dns-ttl", v, 0, &o->dns_ttl_ms);
+            break;
         case ':':
             fprintf(stderr, "shoal agent: %s needs a value\n%s", argv[optind - 1], see_help);
             return 2;
@@ -376,6 +417,13 @@ static void agent_finish(struct agent *a, int code)
     a->exit_code = code;
     ev_timer_stop(a->loop, &a->leave_timer);
     ev_timer_start(a->loop, &a->linger_timer);
+}
+
+static void agent_check_result(void *ud, const char *id, uint32_t index, uint8_t status,
+                               const char *output)
+{
+    struct agent *a = ud;
+    (void)shoal_node_check_result(a->node, id, index, status, output); /* gone: ignored */
 }
 
 static void agent_left(void *ud)
@@ -446,6 +494,13 @@ static void agent_reg_changed(void *ud)
 {
     struct agent *a = ud;
     shoal_api_registry_changed(&a->api);
+}
+
+/* SWIM events: metrics count flaps from them. */
+static void agent_event(void *ud, const struct shoal_event *ev)
+{
+    struct agent *a = ud;
+    shoal_metrics_event(&a->metrics, shoal_node_clock_ms(), ev);
 }
 
 static void agent_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -570,7 +625,10 @@ static int agent_run(struct agent_opts *o)
     nc.bind = o->bind;
     nc.seq_start = wall_clock_us();
     nc.left = agent_left;
+    nc.event = agent_event;
     nc.ud = &a;
+    shoal_metrics_init(&a.metrics);
+    a.api.metrics = &a.metrics;
     a.node = shoal_node_new(a.loop, &nc, &rc);
     explicit_bzero(&nc.identity, sizeof(nc.identity));
     shoal_regstore_clear(&store); /* restored (copied) by now, or failed */
@@ -589,6 +647,37 @@ static int agent_run(struct agent_opts *o)
         goto out_http;
     }
     a.api.node = a.node;
+    struct shoal_checks_config cc;
+    shoal_checks_config_defaults(&cc);
+    cc.reg = shoal_node_registry(a.node);
+    cc.result = agent_check_result;
+    cc.ud = &a;
+    cc.rise = (uint8_t)o->check_rise;
+    cc.fall = (uint8_t)o->check_fall;
+    a.checks = shoal_checks_new(a.loop, &cc, &rc);
+    if (!a.checks) {
+        fprintf(stderr, "shoal agent: cannot start the health checks: %s\n", shoal_strerror(rc));
+        goto out_node;
+    }
+    a.metrics.checks = a.checks;
+    if (o->dns.family) {
+        char ds[SHOAL_ADDR_STRLEN];
+        shoal_addr_format(&o->dns, ds, sizeof(ds));
+        a.dns = shoal_dns_server_new(a.loop, &o->dns, shoal_node_registry(a.node),
+                                     o->dns_ttl_ms / 1000, nc.swim.seed ^ 0x646e73u, &rc);
+        if (!a.dns && o->dns_explicit) {
+            fprintf(stderr, "shoal agent: cannot serve DNS on %s: %s\n", ds,
+                    shoal_udp_strerror(rc));
+            goto out_node;
+        }
+        if (!a.dns)
+            shoal_log_warn("agent", "cannot serve DNS on the default %s (%s); running without "
+                           "DNS (set --dns IP:PORT or --dns off)", ds, shoal_udp_strerror(rc));
+        else
+            shoal_log_info("agent", "DNS on %s (UDP and TCP), ttl %" PRIu32 "s", ds,
+                           o->dns_ttl_ms / 1000);
+        a.metrics.dns = a.dns;
+    }
     a.config_dir = o->config_dir;
     if (a.config_dir && (rc = agent_load_config(&a)) != 0) {
         fprintf(stderr, "shoal agent: cannot read --config-dir '%s': %s\n", a.config_dir,
@@ -629,6 +718,8 @@ static int agent_run(struct agent_opts *o)
     ev_timer_stop(a.loop, &a.leave_timer);
     ev_timer_stop(a.loop, &a.linger_timer);
 out_node:
+    shoal_checks_free(a.checks);
+    shoal_dns_server_free(a.dns);
     shoal_api_close(&a.api);
     shoal_node_free(a.node);
     shoal_svcset_clear(&a.svc);

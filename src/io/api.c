@@ -15,6 +15,7 @@
  * answer may run the handler again (pipelined requests) and add waiters.
  */
 #include "io/api.h"
+#include "io/checkspec.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -30,6 +31,7 @@
 #include "core/swim.h"
 #include "io/datadir.h"
 #include "io/log.h"
+#include "io/metrics.h"
 #include "io/node.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
@@ -364,6 +366,7 @@ static json_t *instance_json(struct shoal_api *api, const struct shoal_instance 
     json_object_set_new(v, "owner_status", json_string(owner_status(api, in->owner)));
     json_object_set_new(v, "generation", json_integer((json_int_t)in->generation));
     json_object_set_new(v, "version", json_integer((json_int_t)in->version));
+    shoal_checkspec_show(v, in);
     return v;
 }
 
@@ -398,7 +401,8 @@ static bool persisted(struct shoal_api *api, struct shoal_http_resp *resp, const
 
 static const char register_usage[] =
     "the body must be {\"id\":..,\"service\":..,\"address\":..,\"port\":N, "
-    "\"tags\":[..], \"meta\":{..}, \"ttl\":\"10s\"}";
+    "\"tags\":[..], \"meta\":{..}, \"ttl\":\"10s\", \"checks\":[{\"http\":URL}|{\"tcp\":"
+    "\"HOST:PORT\"}, ..], \"deregister_critical_after\":\"1m\"}";
 
 /* A required or optional string member; false after replying 400. */
 static bool body_string(json_t *body, const char *key, bool required, const char **out,
@@ -425,7 +429,9 @@ static bool body_string(json_t *body, const char *key, bool required, const char
 static bool parse_register(json_t *body, struct shoal_instance *spec, char ***tags,
                            struct shoal_kv **meta, struct shoal_http_resp *resp)
 {
-    static const char *const known[] = {"id", "service", "address", "port", "tags", "meta", "ttl"};
+    static const char *const known[] = {"id",   "service", "address", "port",
+                                        "tags", "meta",    "ttl",     "checks",
+                                        "deregister_critical_after"};
     const char *key, *str;
     char echo[API_ECHO_MAX + 1];
     json_t *v;
@@ -556,6 +562,12 @@ static void api_register(struct shoal_api *api, uint64_t conn_id, const struct s
     }
     if (!parse_register(body, &spec, &tags, &meta, resp))
         goto out;
+    struct shoal_check checks[SHOAL_CHECKS_MAX];
+    char cerr[256];
+    if (shoal_checkspec_parse(body, &spec, checks, cerr, sizeof(cerr)) != 0) {
+        reply_error(resp, 400, "%s", cerr);
+        goto out;
+    }
     /* Field limits are checked here, before anything changes. */
     if (shoal_instance_validate(&spec, &why) != 0) {
         reply_error(resp, 400, "%s", why);
@@ -1091,6 +1103,20 @@ static void api_instances(struct shoal_api *api, uint64_t conn_id, const struct 
 
 /* ------------------------------------------------------------ routing */
 
+/* GET /metrics: Prometheus text (io/metrics.c). */
+static void api_metrics(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
+                        const char *arg, struct shoal_http_resp *resp)
+{
+    char *text = shoal_metrics_render(api->metrics, api->node);
+    if (!text) {
+        reply_error(resp, 500, "out of memory");
+        return;
+    }
+    resp->status = 200;
+    resp->body = text;
+    resp->content_type = SHOAL_METRICS_CONTENT_TYPE;
+}
+
 struct api_route {
     const char *path; /* ending in '/': a prefix, the rest is the argument */
     const char *method;
@@ -1109,6 +1135,7 @@ static const struct api_route routes[] = {
     {"/v1/services", "GET", api_services},
     {"/v1/instances/", "GET", api_instances},
     {"/v1/registry", "GET", api_registry},
+    {"/metrics", "GET", api_metrics},
 };
 
 void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,

@@ -9,6 +9,7 @@
  *   POST /v1/deregister/ID      POST /v1/heartbeat/ID
  *   GET  /v1/services           GET /v1/instances/NAME (blocking with index)
  *   GET  /v1/registry           counts, digests and stats of this replica
+ *   GET  /metrics               Prometheus text format 0.0.4 (io/metrics.h)
  * Errors are {"error":"message"} with 400, 404, 405, 500 or 503. The handler
  * has the signature of shoal_http_handler, with a struct shoal_api as ud.
  */
@@ -23,6 +24,7 @@
 struct ev_loop;
 struct shoal_node;
 struct shoal_svcset;
+struct shoal_metrics;
 struct api_waiters;
 
 #define SHOAL_API_MAX_WAITERS 4096      /* blocking queries at once; then 503 */
@@ -43,6 +45,8 @@ struct shoal_api {
     /* Optional: ids from --config-dir; an API registration or
      * deregistration of one takes it from the files' care. */
     struct shoal_svcset *svc;
+    /* Optional: flap counts and the DNS server for GET /metrics. */
+    struct shoal_metrics *metrics;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
 };
 

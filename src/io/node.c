@@ -749,6 +749,16 @@ int shoal_node_set_health(struct shoal_node *n, const char *id, uint8_t health)
     return rc;
 }
 
+int shoal_node_check_result(struct shoal_node *n, const char *id, uint32_t index,
+                            uint8_t status, const char *output)
+{
+    if (n->leaving)
+        return SHOAL_ESTATE;
+    int rc = shoal_registry_check_result(n->reg, shoal_node_clock_ms(), id, index, status, output);
+    node_after_input(n, 0);
+    return rc;
+}
+
 struct shoal_swim *shoal_node_swim(const struct shoal_node *n) { return n->swim; }
 
 struct shoal_registry *shoal_node_registry(const struct shoal_node *n) { return n->reg; }

@@ -172,6 +172,8 @@ static int section_close(struct parser *p)
         return perr(p, s->line, "[service] '%s' has no 'address'", s->spec.id);
     if (!p->seen_port)
         return perr(p, s->line, "[service] '%s' has no 'port'", s->spec.id);
+    for (uint32_t i = 0; i < s->spec.n_checks; i++)
+        shoal_check_defaults(&s->spec.checks[i]);
     if (shoal_instance_validate(&s->spec, &why) != 0)
         return perr(p, s->line, "[service] '%s': %s", s->spec.id, why);
     const struct shoal_svcdef *other = svclist_find(p->prior, s->spec.id);
@@ -191,6 +193,54 @@ static int single_key(struct parser *p, int *seen, const char *key)
     if (*seen)
         return perr(p, p->line, "duplicate '%s' (first at line %d)", key, *seen);
     *seen = p->line;
+    return 0;
+}
+
+/* check.http / check.tcp start a check; check.interval / check.timeout
+ * apply to the check before them; deregister-critical-after to the section. */
+static int parse_check_kv(struct parser *p, const char *key, const char *val)
+{
+    struct shoal_instance *spec = &p->sec->spec;
+    struct shoal_check *last = spec->n_checks ? &spec->checks[spec->n_checks - 1] : NULL;
+    uint32_t ms;
+    if (strcmp(key, "deregister-critical-after") == 0) {
+        if (shoal_duration_parse(val, &spec->deregister_critical_after_ms) != 0)
+            return perr(p, p->line, "deregister-critical-after must be a duration such as 1m "
+                                    "(0: off)");
+        return 0;
+    }
+    if (strcmp(key, "check.interval") == 0 || strcmp(key, "check.timeout") == 0) {
+        bool interval = key[6] == 'i';
+        if (!last)
+            return perr(p, p->line, "%s must follow a check.http or check.tcp line", key);
+        if (shoal_duration_parse(val, &ms) != 0 || ms == 0)
+            return perr(p, p->line, "%s must be a positive duration such as 10s", key);
+        uint32_t *dst = interval ? &last->interval_ms : &last->timeout_ms;
+        if (*dst)
+            return perr(p, p->line, "duplicate '%s' for this check", key);
+        *dst = ms;
+        return 0;
+    }
+    struct shoal_check c = {.kind = key[6] == 'h' ? SHOAL_CHECK_HTTP : SHOAL_CHECK_TCP,
+                            .target = (char *)val,
+                            .interval_ms = SHOAL_CHECK_INTERVAL_DEFAULT,
+                            .timeout_ms = 1};
+    struct shoal_instance t = {.id = "x", .service = "x", .address = "x", .port = 1,
+                               .n_checks = 1, .checks = &c};
+    const char *why = NULL;
+    if (shoal_instance_validate(&t, &why) != 0)
+        return perr(p, p->line, "%s", why);
+    if (spec->n_checks == SHOAL_CHECKS_MAX)
+        return perr(p, p->line, "at most %d checks", SHOAL_CHECKS_MAX);
+    struct shoal_check *v = realloc(spec->checks, (spec->n_checks + 1) * sizeof(*v));
+    if (!v)
+        return SHOAL_ENOMEM;
+    spec->checks = v;
+    memset(&v[spec->n_checks], 0, sizeof(*v));
+    v[spec->n_checks].kind = c.kind;
+    if (!(v[spec->n_checks].target = strdup(val)))
+        return SHOAL_ENOMEM;
+    spec->n_checks++;
     return 0;
 }
 
@@ -279,8 +329,14 @@ static int parse_kv(struct parser *p, char *key, char *val)
         spec->n_meta++;
         return 0;
     }
+    if (strcmp(key, "check.http") == 0 || strcmp(key, "check.tcp") == 0 ||
+        strcmp(key, "check.interval") == 0 || strcmp(key, "check.timeout") == 0 ||
+        strcmp(key, "deregister-critical-after") == 0)
+        return parse_check_kv(p, key, val);
     return perr(p, p->line,
-                "unknown key '%s' (expected id, service, address, port, tag, meta.KEY or ttl)",
+                "unknown key '%s' (expected id, service, address, port, tag, meta.KEY, ttl, "
+                "check.http, check.tcp, check.interval, check.timeout or "
+                "deregister-critical-after)",
                 echo(e, sizeof(e), key));
 }
 

@@ -367,7 +367,8 @@ static const char *empty_if_null(const char *s)
 /* A view of a Packet event as a shoal_instance, pointing into the unpacked
  * Packet, so it can be validated before anything is copied. */
 static void instance_view(const Shoal__Instance *pb, struct shoal_instance *in,
-                          struct shoal_kv kv[SHOAL_METAS_MAX])
+                          struct shoal_kv kv[SHOAL_METAS_MAX],
+                          struct shoal_check ck[SHOAL_CHECKS_MAX])
 {
     memset(in, 0, sizeof(*in));
     memcpy(in->owner, pb->owner, strlen(pb->owner) + 1); /* checked: < SHOAL_NAME_MAX */
@@ -392,6 +393,15 @@ static void instance_view(const Shoal__Instance *pb, struct shoal_instance *in,
     in->ttl_ms = pb->ttl_ms;
     in->registered_ms = pb->registered_ms;
     in->heartbeat_ms = pb->heartbeat_ms;
+    in->deregister_critical_after_ms = pb->deregister_critical_after_ms;
+    in->n_checks = (uint32_t)pb->n_checks; /* checked: <= SHOAL_CHECKS_MAX */
+    for (size_t i = 0; i < pb->n_checks; i++) {
+        const Shoal__Check *c = pb->checks[i];
+        ck[i] = (struct shoal_check){(uint8_t)c->kind, c->target, c->interval_ms, c->timeout_ms,
+                                     (uint8_t)c->rise, (uint8_t)c->fall, (uint8_t)c->status,
+                                     c->output && c->output[0] ? c->output : NULL};
+    }
+    in->checks = pb->n_checks ? ck : NULL;
 }
 
 /* Checks one event; returns NULL or the bad field (or validate's sentence). */
@@ -418,10 +428,19 @@ static const char *event_check(const Shoal__Instance *pb)
     for (size_t i = 0; i < pb->n_meta; i++)
         if (!pb->meta[i]->key || !pb->meta[i]->value)
             return "event.meta";
+    if (pb->n_checks > SHOAL_CHECKS_MAX)
+        return "event.checks";
+    for (size_t i = 0; i < pb->n_checks; i++) {
+        const Shoal__Check *c = pb->checks[i];
+        if (!c->target || c->kind > SHOAL_CHECK_TCP || c->status >= SHOAL_HEALTH_COUNT ||
+            c->rise > SHOAL_CHECK_DAMP_MAX || c->fall > SHOAL_CHECK_DAMP_MAX)
+            return "event.checks";
+    }
     struct shoal_instance view;
     struct shoal_kv kv[SHOAL_METAS_MAX];
+    struct shoal_check ck[SHOAL_CHECKS_MAX];
     const char *why = NULL;
-    instance_view(pb, &view, kv);
+    instance_view(pb, &view, kv, ck);
     if (shoal_instance_validate(&view, &why) != 0)
         return why ? why : "event";
     return NULL;
@@ -515,6 +534,23 @@ static int event_copy(const Shoal__Instance *pb, struct shoal_instance *in)
             kv->key = strdup(pb->meta[i]->key);
             kv->value = strdup(pb->meta[i]->value);
             if (!kv->key || !kv->value)
+                return SHOAL_ENOMEM;
+        }
+    }
+    in->deregister_critical_after_ms = pb->deregister_critical_after_ms;
+    if (pb->n_checks) {
+        in->checks = calloc(pb->n_checks, sizeof(*in->checks));
+        if (!in->checks)
+            return SHOAL_ENOMEM;
+        for (size_t i = 0; i < pb->n_checks; i++) {
+            const Shoal__Check *c = pb->checks[i];
+            struct shoal_check *d = &in->checks[in->n_checks++];
+            *d = (struct shoal_check){(uint8_t)c->kind, strdup(c->target), c->interval_ms,
+                                      c->timeout_ms, (uint8_t)c->rise, (uint8_t)c->fall,
+                                      (uint8_t)c->status, NULL};
+            if (c->output && c->output[0] && !(d->output = strdup(c->output)))
+                return SHOAL_ENOMEM;
+            if (!d->target)
                 return SHOAL_ENOMEM;
         }
     }
@@ -652,6 +688,11 @@ static int encode_check(const struct shoal_reg_msg *m, size_t *n_kv)
         for (uint32_t k = 0; k < in->n_meta; k++)
             if (!in->meta[k].key || !in->meta[k].value)
                 return SHOAL_EINVAL;
+        if (in->n_checks > SHOAL_CHECKS_MAX || (in->n_checks && !in->checks))
+            return SHOAL_EINVAL;
+        for (uint32_t k = 0; k < in->n_checks; k++)
+            if (!in->checks[k].target)
+                return SHOAL_EINVAL;
         *n_kv += in->n_meta;
     }
     for (uint32_t i = 0; i < m->n_digests; i++)
@@ -701,6 +742,20 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
     Shoal__Digest **digp = (Shoal__Digest **)(void *)(block + o_digp);
     char **wants = (char **)(void *)(block + o_want);
 
+    /* Checks (few events have any) in a block of their own. */
+    size_t n_ck = 0;
+    for (uint32_t i = 0; i < m->n_events; i++)
+        n_ck += m->events[i].deleted ? 0 : m->events[i].n_checks;
+    Shoal__Check *ck = n_ck ? calloc(n_ck, sizeof(*ck)) : NULL;
+    Shoal__Check **ckp = n_ck ? calloc(n_ck, sizeof(*ckp)) : NULL;
+    if (n_ck && (!ck || !ckp)) {
+        free(ck);
+        free(ckp);
+        if (block != stack)
+            free(block);
+        return SHOAL_ENOMEM;
+    }
+
     Shoal__Packet pkt;
     shoal__packet__init(&pkt);
     pkt.type = m->type;
@@ -708,7 +763,7 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
     pkt.last = m->last;
     pkt.from = str_field(m->from);
 
-    size_t k = 0;
+    size_t k = 0, kc = 0;
     for (uint32_t i = 0; i < m->n_events; i++) {
         const struct shoal_instance *in = &m->events[i];
         Shoal__Instance *pb = &ins[i];
@@ -738,6 +793,22 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
         pb->ttl_ms = in->ttl_ms;
         pb->registered_ms = in->registered_ms;
         pb->heartbeat_ms = in->heartbeat_ms;
+        pb->deregister_critical_after_ms = in->deregister_critical_after_ms;
+        pb->n_checks = in->n_checks;
+        pb->checks = in->n_checks ? &ckp[kc] : NULL;
+        for (uint32_t j = 0; j < in->n_checks; j++, kc++) {
+            const struct shoal_check *c = &in->checks[j];
+            shoal__check__init(&ck[kc]);
+            ck[kc].kind = c->kind;
+            ck[kc].target = str_field(c->target);
+            ck[kc].interval_ms = c->interval_ms;
+            ck[kc].timeout_ms = c->timeout_ms;
+            ck[kc].rise = c->rise;
+            ck[kc].fall = c->fall;
+            ck[kc].status = c->status;
+            ck[kc].output = str_field(c->output ? c->output : "");
+            ckp[kc] = &ck[kc];
+        }
     }
     pkt.n_events = m->n_events;
     pkt.events = m->n_events ? insp : NULL;
@@ -765,6 +836,8 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
         rc = SHOAL_ETOOBIG;
     else
         rc = (int)shoal__packet__pack(&pkt, buf);
+    free(ck);
+    free(ckp);
     if (block != stack)
         free(block);
     return rc;

@@ -1058,7 +1058,7 @@ TEST(api_register, "POST /v1/register checks every field, names it, and changes 
     const char *reg_at = json_string_value(json_object_get(in, "registered_at"));
     CHECKF(reg_at && strlen(reg_at) == 24 && reg_at[10] == 'T' && reg_at[23] == 'Z', "%s",
            reg_at ? reg_at : "null");
-    CHECK_EQ(json_object_size(in), 14);
+    CHECK_EQ(json_object_size(in), 16); /* with checks, deregister_critical_after_ms */
     json_decref(c.json);
     c = call_api(&api, "GET", "/v1/instances/web", "", ""); /* passing only */
     CHECK_EQ(json_array_size(json_object_get(c.json, "instances")), 0);

@@ -42,7 +42,7 @@ REG = FAST + SYNC
 
 INSTANCE_KEYS = {"id", "service", "address", "port", "tags", "meta", "status", "ttl_ms",
                  "registered_at", "last_heartbeat", "owner", "owner_status", "generation",
-                 "version"}
+                 "version", "checks", "deregister_critical_after_ms"}
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
