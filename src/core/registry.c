@@ -305,9 +305,20 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
         r->stats.events_stale++; /* only we write our instances */
         return NULL;
     }
-    struct owner *o = owner_get(r, ev->owner, true);
-    if (!o)
+    struct owner *o = owner_get(r, ev->owner, false);
+    bool unknown = !o;
+    if (!o && !(o = owner_get(r, ev->owner, true)))
         return NULL;
+    if (unknown && !local) {
+        /* Membership has not vouched for this owner (it may have died
+         * before we joined: we learn members only from alive claims). Its
+         * instances are held but not served until it is reported alive,
+         * and are reaped if it never is. */
+        o->status = SHOAL_DEAD;
+        o->dead_since = now;
+    }
+    if (o->status == SHOAL_DEAD && o->dead_since + (int64_t)r->cfg.reap_ms < r->next_reap)
+        r->next_reap = o->dead_since + (int64_t)r->cfg.reap_ms; /* also for late arrivals */
     if (ev->generation < o->generation) {
         r->stats.events_stale++;
         return NULL;
@@ -1034,7 +1045,20 @@ static void reap_tick(struct shoal_registry *r, int64_t now)
             continue;
         int64_t due = o->dead_since + (int64_t)r->cfg.reap_ms;
         if (now >= due) {
-            owner_wipe(r, o);
+            /* Drop the live entries only, and keep the floor: a death may
+             * be false (a long partition), and an owner that comes back in
+             * the same generation must get its instances back by
+             * anti-entropy. Tombstones stay until their own collection. */
+            uint64_t floor = o->floor;
+            for (size_t k = 0; k < o->ids.cap;) {
+                struct entry *e = o->ids.slots[k].value;
+                if (o->ids.slots[k].key && !e->in.deleted) {
+                    entry_drop(r, e);
+                    continue; /* backward shift may have moved a key here */
+                }
+                k++;
+            }
+            o->floor = floor;
             r->stats.reaped++;
         } else if (due < r->next_reap) {
             r->next_reap = due;
@@ -1082,7 +1106,11 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
         reap_tick(r, now);
     if (r->cfg.sync_interval_ms && now >= r->next_sync) {
         struct shoal_addr peer;
-        r->next_sync = now + r->cfg.sync_interval_ms;
+        /* Jittered over [interval/2, 3*interval/2) so that nodes started
+         * together do not all exchange at once (memberlist staggers too). */
+        uint32_t iv = r->cfg.sync_interval_ms;
+        r->next_sync = now + iv / 2 +
+                       (int64_t)((shoal_strhash(r->cfg.self) + r->stats.syncs_started * 7919u) % iv);
         if (r->cfg.peers && r->cfg.peers(r->cfg.ud, 1, &peer) == 1)
             shoal_registry_sync_with(r, now, &peer);
     }

@@ -130,6 +130,13 @@ static void setup(void)
     drop_gossip = false;
     for (int i = 0; i < NODES; i++)
         reg[i] = mk(i, 1);
+    /* What membership tells each node about the others. */
+    char name[16];
+    for (int i = 0; i < NODES; i++)
+        for (int j = 0; j < NODES; j++) {
+            snprintf(name, sizeof(name), "n%d", j);
+            shoal_registry_owner_status(reg[i], 0, name, SHOAL_ALIVE, 1);
+        }
 }
 
 static void teardown(void)
@@ -364,6 +371,33 @@ TEST(owner_liveness, "a dead owner's instances leave healthy answers at once and
     /* Left: removed at once. */
     shoal_registry_owner_status(reg[2], now, "n0", SHOAL_LEFT, 1);
     CHECK_EQ(count(2, "db", true), 0);
+    teardown();
+}
+
+TEST(unknown_owner, "an owner membership never vouched for is held, not served, then reaped")
+{
+    setup();
+    int64_t now = 0;
+    struct shoal_instance ev = spec("ghost-1", "svc", 1);
+    snprintf(ev.owner, sizeof(ev.owner), "n7");
+    ev.generation = 1;
+    ev.version = 1;
+    struct shoal_reg_msg m = {.type = SHOAL_REG_SYNC_DATA, .n_events = 1, .events = &ev, .last = true};
+    snprintf(m.from, sizeof(m.from), "n1");
+    struct shoal_reg_peer src = {.addr = addr_of(1), .stream = true, .conn = 2};
+    shoal_registry_recv(reg[0], now, &src, &m);
+    CHECK_EQ(count(0, "svc", true), 1);
+    CHECK_EQ(count(0, "svc", false), 0);
+    shoal_registry_owner_status(reg[0], now, "n7", SHOAL_ALIVE, 1);
+    CHECK_EQ(count(0, "svc", false), 1);
+    shoal_registry_owner_status(reg[0], now, "n7", SHOAL_DEAD, 1);
+    int64_t died = now;
+    run(&now, died + 3600000 + 100);
+    CHECK_EQ(count(0, "svc", true), 0);
+    /* Reaped in the same generation: it comes back if the owner does. */
+    shoal_registry_owner_status(reg[0], now, "n7", SHOAL_ALIVE, 1);
+    shoal_registry_recv(reg[0], now, &src, &m);
+    CHECK_EQ(count(0, "svc", false), 1);
     teardown();
 }
 
