@@ -14,14 +14,23 @@ Parts (select with --parts, default 1,2,3):
     local-zone "shoal." static, the same 10,000 A records as local-data with
     TTL 0, another loopback port) serves the equivalent zone. dnsperf runs
     against each, one after the other in the same run, with the same
-    settings (-l DURATION -c 4 -T 1 -q 100; query file: the 100 names,
-    shuffled, repeated). Rows:
-      - A, no EDNS: each answer is cut at 512 bytes (about 29 of the 100 A
-        records, TC set) by both servers; dnsperf does not retry over TCP.
-      - A, EDNS0 (dnsperf -e -D? no: -e, buffer 1232 via -E is not needed;
-        both servers cap UDP answers at 1232 bytes, ~72 records + TC).
-      - SRV _svcNN._tcp.service.shoal, shoal only (Consul-shaped answers with
-        A records in the additional section; no unbound equivalent).
+    settings (-l DURATION -c 4 -T 1 -q 100 -t 2). Each instance also has a tag gNN (NN = index/5), so a
+    TAG.NAME query selects 5 of a service's 100 instances. Rows:
+      - A TAG.NAME (query file: all 2,000 TAG.NAME names, shuffled): 5 A
+        records, the answer fits in 512 bytes for both servers. This is the
+        like-for-like row.
+      - A NAME (the 100 names, shuffled, x10), no EDNS: shoal cuts the answer
+        at 512 bytes (29 of the 100 records, TC set); unbound answers TC with
+        an empty answer section (37 bytes). dnsperf does not retry over TCP.
+      - A NAME with EDNS0 (dnsperf -e, 4096 offered): shoal caps at 1232
+        bytes (72 records + TC); unbound sends all 100 (1,648 bytes).
+      - SRV _svcNN._tcp.service.shoal, no EDNS, shoal only (Consul-shaped:
+        A records in the additional section; cut at 512 bytes, TC).
+    Response sizes and the server's CPU during the dnsperf run (utime+stime
+    from /proc, % of one core; near 100 % = the server is the bottleneck,
+    well below = dnsperf, or other load on the machine, limits the rate)
+    and that CPU per answered query (us/query, the number least disturbed by
+    a shared machine) are in the notes.
     Both servers are single-threaded here; the machine's core count is
     printed, dnsperf shares it.
 
@@ -226,7 +235,7 @@ def dns_query(port, name, qtype=1, timeout=0.5):
 
 class Agent:
     def __init__(self, shoal, tmp, name, join=None, config_dir=None,
-                 extra=()):
+                 extra=(), start_wait=20):
         self.name = name
         self.gport = free_port()
         self.hport = free_port()
@@ -246,15 +255,20 @@ class Agent:
         cmd += list(extra)
         self.cmd = cmd
         self.p = spawn(cmd, os.path.join(self.dir, "log"))
-        if not wait_http(self.hport, time.monotonic() + 20):
+        if not wait_http(self.hport, time.monotonic() + start_wait):
             raise RuntimeError("agent %s did not answer on HTTP (see %s)"
                                % (name, os.path.join(self.dir, "log")))
 
     def cpu_ticks(self):
-        with open("/proc/%d/stat" % self.p.pid) as f:
-            s = f.read()
-        fields = s[s.rindex(")") + 2:].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (14, 15)
+        return cpu_ticks(self.p.pid)
+
+
+def cpu_ticks(pid):
+    """utime + stime of pid (fields 14 and 15 of /proc/PID/stat), all threads."""
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
 
 
 # ---------------------------------------------------------------- HTTP server
@@ -314,13 +328,16 @@ def part1(a, shoal, tmp, rows):
             k += 1
             ip = "10.%d.%d.%d" % (k >> 16 & 255, k >> 8 & 255, k & 255)
             lines.append("[service]\nid = svc%02d-%03d\nservice = svc%02d\n"
-                         "address = %s\nport = %d\n" % (s, i, s, ip, 8000 + i))
+                         "address = %s\nport = %d\ntag = g%02d\n"
+                         % (s, i, s, ip, 8000 + i, i // 5))
             local.append('local-data: "svc%02d.service.shoal. 0 IN A %s"'
                          % (s, ip))
+            local.append('local-data: "g%02d.svc%02d.service.shoal. 0 IN A %s"'
+                         % (i // 5, s, ip))
         with open(os.path.join(cdir, "svc%02d.service" % s), "w") as f:
             f.write("\n".join(lines))
     t = time.monotonic()
-    ag = Agent(shoal, tmp, "dns1", config_dir=cdir)
+    ag = Agent(shoal, tmp, "dns1", config_dir=cdir, start_wait=180)
     dl = time.monotonic() + 60
     while time.monotonic() < dl:
         m = metrics(ag.hport)
@@ -374,10 +391,13 @@ remote-control:
         raise RuntimeError("unbound did not answer")
     log("unbound svc00 A: rcode", rc, "answers", len(ad))
 
-    def qfile(fmt, qt):
-        path = os.path.join(tmp, "q-%s.txt" % qt + str(random.random()))
+    def qfile(fmt, qt, tagged=False):
+        path = os.path.join(tmp, "q-%s-%d.txt" % (qt, tagged))
         rng = random.Random(4)
-        names = [fmt % s for s in range(nsvc)] * 10
+        if tagged:
+            names = [fmt % (g, s) for s in range(nsvc) for g in range(ninst // 5)]
+        else:
+            names = [fmt % s for s in range(nsvc)] * 10
         rng.shuffle(names)
         with open(path, "w") as f:
             for n in names:
@@ -386,13 +406,20 @@ remote-control:
 
     qa = qfile("svc%02d.service.shoal", "A")
     qs = qfile("_svc%02d._tcp.service.shoal", "SRV")
+    qt = qfile("g%02d.svc%02d.service.shoal", "A", tagged=True)
+    rc, addrs = dns_query(ag.dport, "g03.svc07.service.shoal")
+    log("shoal g03.svc07 A: rcode", rc, "answers", len(addrs))
 
-    def perf(port, qf, extra):
+    tck = os.sysconf("SC_CLK_TCK")
+
+    def perf(port, qf, extra, pid):
         cmd = [dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", qf,
                "-l", str(a.duration), "-c", "4", "-T", "1", "-q", "100",
                "-t", "2"] + extra
+        c0, w0 = cpu_ticks(pid), time.monotonic()
         r = subprocess.run(cmd, capture_output=True, text=True,
                            timeout=a.duration + 60)
+        cpu = (cpu_ticks(pid) - c0) / tck / (time.monotonic() - w0) * 100
         out = r.stdout + r.stderr
         qps = re.search(r"Queries per second:\s+([\d.]+)", out)
         comp = re.search(r"Queries completed:\s+(\d+)\s+\(([\d.]+)%\)", out)
@@ -405,23 +432,27 @@ remote-control:
         return {"qps": float(qps.group(1)), "lost": int(lost.group(1)) if lost else -1,
                 "lat_ms": float(lat.group(1)) * 1000 if lat else -1,
                 "codes": codes.group(1).strip() if codes else "",
-                "resp": int(size.group(2)) if size else -1,
+                "resp": int(size.group(2)) if size else -1, "cpu": cpu,
                 "cmd": " ".join(cmd)}
 
     log("dnsperf:", "-l %d -c 4 -T 1 -q 100" % a.duration)
-    for label, qf, extra, both in (("A, no EDNS (512 B, TC)", qa, [], True),
-                                   ("A, EDNS0 (dnsperf -e)", qa, ["-e"], True),
-                                   ("SRV, no EDNS", qs, [], False)):
-        for who, port in (("shoal", ag.dport), ("unbound", uport)):
+    for label, qf, extra, both in (
+            ("A TAG.NAME (5 of 100 instances; fits 512 B), no EDNS", qt, [], True),
+            ("A NAME (100 instances), no EDNS (cut at 512 B, TC)", qa, [], True),
+            ("A NAME (100 instances), EDNS0 (dnsperf -e)", qa, ["-e"], True),
+            ("SRV _NAME._tcp (100 instances), no EDNS (TC)", qs, [], False)):
+        for who, port, pid in (("shoal", ag.dport, ag.p.pid),
+                               ("unbound", uport, ub.pid)):
             if not both and who == "unbound":
                 continue
-            ticks0 = ag.cpu_ticks() if who == "shoal" else None
-            r = perf(port, qf, extra)
+            r = perf(port, qf, extra, pid)
             log(who, label, r)
             rows.append(("1", "DNS qps, %s: %s" % (label, who),
                          "%.0f qps" % r["qps"],
-                         "lost %d, avg latency %.2f ms, response %d B, %s"
-                         % (r["lost"], r["lat_ms"], r["resp"], r["codes"])))
+                         "server CPU %.0f %% of one core = %.1f us/query; lost %d, "
+                         "avg latency %.2f ms, response %d B, %s"
+                         % (r["cpu"], r["cpu"] * 1e4 / r["qps"], r["lost"],
+                            r["lat_ms"], r["resp"], r["codes"])))
     kill(ub)
     kill(ag.p)
 
@@ -529,7 +560,8 @@ def part3(a, shoal, tmp, rows):
                     lines.append(s)
                 with open(os.path.join(cdir, "chk%02d.service" % f), "w") as fh:
                     fh.write("\n".join(lines))
-            ag = Agent(shoal, tmp, "cpu%d" % with_checks, config_dir=cdir)
+            ag = Agent(shoal, tmp, "cpu%d" % with_checks, config_dir=cdir,
+                       start_wait=120)
             t = time.monotonic()
             dl = t + 60
             while time.monotonic() < dl:
@@ -609,6 +641,10 @@ def main():
         log("ERROR:", repr(e))
         rows.append(("!", "error", repr(e)[:200], "logs in " + tmp))
         keep = True
+    except BaseException:  # SIGTERM/SIGINT: clean up, no table
+        kill_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     else:
         keep = False
     finally:
@@ -627,7 +663,13 @@ def main():
     return 1 if keep else 0
 
 
+def _on_term(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through the finally: kill_all()
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGHUP, _on_term)
     try:
         sys.exit(main())
     finally:

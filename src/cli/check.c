@@ -18,79 +18,28 @@ static_assert(SHOAL_HOST_MAX == 256, "update the --address text");
 static_assert(SHOAL_TAG_MAX == 64, "update the --tag text");
 static_assert(SHOAL_META_KEY_MAX == 64 && SHOAL_META_VALUE_MAX == 4096, "update the --meta text");
 
-/* 1..max-1 bytes, each in the set: letters (upper when upper), digits, extra. */
-static bool chars_ok(const char *s, size_t max, bool upper, const char *extra)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= max)
-        return false;
-    for (const char *p = s; *p; p++) {
-        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-                  (upper && *p >= 'A' && *p <= 'Z') || strchr(extra, *p);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
- * jansson refuses anything else, so check it here and name the flag. */
-static bool utf8_ok(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s++, n;
-        uint32_t cp;
-        if (c < 0x80)
-            continue;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07;
-        else
-            return false;
-        for (unsigned i = 0; i < n; i++, s++) {
-            if ((*s & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (*s & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-    }
-    return true;
-}
-
+/* The predicates are core's (shared with the agent's validation); the
+ * texts here say what a flag wants. */
 const char *shoal_cli_check_service(const char *s)
 {
-    if (!chars_ok(s, SHOAL_SERVICE_MAX, false, "-") || s[0] == '-')
-        return "1..63 of [a-z0-9-], starting with a letter or digit";
-    return NULL;
+    return shoal_check_service(s) ? "1..63 of [a-z0-9-], starting with a letter or digit" : NULL;
 }
 
 const char *shoal_cli_check_id(const char *s)
 {
-    return chars_ok(s, SHOAL_ID_MAX, true, "._:-") ? NULL : "1..127 of [A-Za-z0-9._:-]";
+    return shoal_check_id(s) ? "1..127 of [A-Za-z0-9._:-], starting with a letter or digit"
+                             : NULL;
 }
 
 const char *shoal_cli_check_address(const char *s)
 {
-    return chars_ok(s, SHOAL_HOST_MAX, true, ".:-")
-               ? NULL
-               : "an IP address or host name: 1..255 of [A-Za-z0-9.:-]";
+    return shoal_check_address(s) ? "an IP address or host name: 1..255 of [A-Za-z0-9.:-]"
+                                  : NULL;
 }
 
 const char *shoal_cli_check_tag(const char *s)
 {
-    static const char want[] = "1..63 bytes of UTF-8, no space, comma or control character";
-    size_t n = strlen(s);
-    if (n == 0 || n >= SHOAL_TAG_MAX || !utf8_ok((const unsigned char *)s))
-        return want;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p <= ' ' || *p == 0x7f || *p == ',')
-            return want;
-    return NULL;
+    return shoal_check_tag(s) ? "1..63 printable ASCII characters, no space or comma" : NULL;
 }
 
 const char *shoal_cli_check_port(const char *s, uint16_t *out)
@@ -141,10 +90,10 @@ const char *shoal_cli_check_meta(const char *s, struct shoal_cli_kv *out)
         return "K=V with K 1..63 of [A-Za-z0-9._-]";
     memcpy(out->key, s, klen);
     out->key[klen] = 0;
-    if (!chars_ok(out->key, SHOAL_META_KEY_MAX, true, "._-"))
+    if (shoal_check_meta_key(out->key))
         return "K=V with K 1..63 of [A-Za-z0-9._-]";
     out->value = eq + 1;
-    if (strlen(out->value) >= SHOAL_META_VALUE_MAX || !utf8_ok((const unsigned char *)out->value))
-        return "K=V with V at most 4095 bytes of UTF-8";
+    if (shoal_check_meta_value(out->value, NULL))
+        return "K=V with V at most 4095 bytes of UTF-8 text, no control characters";
     return NULL;
 }

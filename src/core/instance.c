@@ -195,16 +195,62 @@ static const char *check_invalid(const struct shoal_check *c)
     return NULL;
 }
 
+const char *shoal_check_id(const char *s)
+{
+    return charset_ok(s, SHOAL_ID_MAX, "._:-", false, true)
+               ? NULL
+               : "id must be 1..127 of [A-Za-z0-9._:-], starting with a letter or digit";
+}
+
+const char *shoal_check_service(const char *s)
+{
+    return charset_ok(s, SHOAL_SERVICE_MAX, "-", true, true)
+               ? NULL
+               : "service must be 1..63 of [a-z0-9-], starting with a letter or digit";
+}
+
+const char *shoal_check_address(const char *s)
+{
+    return charset_ok(s, SHOAL_HOST_MAX, ".:-", false, false)
+               ? NULL
+               : "address must be an IP address or host name (1..255 of [A-Za-z0-9.:-])";
+}
+
+const char *shoal_check_tag(const char *t)
+{
+    size_t n = t ? strlen(t) : 0;
+    if (n == 0 || n >= SHOAL_TAG_MAX)
+        return "a tag must be 1..63 characters";
+    for (size_t k = 0; k < n; k++)
+        if (t[k] <= 0x20 || t[k] >= 0x7f || t[k] == ',')
+            return "a tag must be printable ASCII without spaces or commas";
+    return NULL;
+}
+
+const char *shoal_check_meta_key(const char *k)
+{
+    return charset_ok(k, SHOAL_META_KEY_MAX, "._-", false, false)
+               ? NULL
+               : "a meta key must be 1..63 of [A-Za-z0-9._-]";
+}
+
+const char *shoal_check_meta_value(const char *v, size_t *len)
+{
+    size_t n = 0;
+    if (!v || !text_ok(v, SHOAL_META_VALUE_MAX, &n))
+        return "a meta value must be UTF-8 text of at most 4095 bytes, without control characters";
+    if (len)
+        *len = n;
+    return NULL;
+}
+
 int shoal_instance_validate(const struct shoal_instance *in, const char **why)
 {
     const char *w = NULL;
     size_t total = 0;
-    if (!charset_ok(in->id, SHOAL_ID_MAX, "._:-", false, true))
-        w = "id must be 1..127 of [A-Za-z0-9._:-], starting with a letter or digit";
-    else if (!charset_ok(in->service, SHOAL_SERVICE_MAX, "-", true, true))
-        w = "service must be 1..63 of [a-z0-9-], starting with a letter or digit";
-    else if (!charset_ok(in->address, SHOAL_HOST_MAX, ".:-", false, false))
-        w = "address must be an IP address or host name (1..255 of [A-Za-z0-9.:-])";
+    if ((w = shoal_check_id(in->id)) || (w = shoal_check_service(in->service)) ||
+        (w = shoal_check_address(in->address)))
+        ;
     else if (in->port == 0)
         w = "port must be 1..65535";
     else if (in->n_tags > SHOAL_TAGS_MAX)
@@ -217,21 +263,13 @@ int shoal_instance_validate(const struct shoal_instance *in, const char **why)
         w = "at most 8 checks";
     for (uint32_t i = 0; !w && i < in->n_checks; i++)
         w = check_invalid(&in->checks[i]);
-    for (uint32_t i = 0; !w && i < in->n_tags; i++) {
-        const char *t = in->tags[i];
-        size_t n = t ? strlen(t) : 0;
-        if (n == 0 || n >= SHOAL_TAG_MAX)
-            w = "a tag must be 1..63 characters";
-        for (size_t k = 0; !w && k < n; k++)
-            if (t[k] <= 0x20 || t[k] >= 0x7f || t[k] == ',')
-                w = "a tag must be printable ASCII without spaces or commas";
-    }
+    for (uint32_t i = 0; !w && i < in->n_tags; i++)
+        w = shoal_check_tag(in->tags[i]);
     for (uint32_t i = 0; !w && i < in->n_meta; i++) {
         size_t vlen = 0;
-        if (!charset_ok(in->meta[i].key, SHOAL_META_KEY_MAX, "._-", false, false))
-            w = "a meta key must be 1..63 of [A-Za-z0-9._-]";
-        else if (!in->meta[i].value || !text_ok(in->meta[i].value, SHOAL_META_VALUE_MAX, &vlen))
-            w = "a meta value must be UTF-8 text of at most 4095 bytes";
+        if ((w = shoal_check_meta_key(in->meta[i].key)) ||
+            (w = shoal_check_meta_value(in->meta[i].value, &vlen)))
+            ;
         else if ((total += strlen(in->meta[i].key) + vlen) > SHOAL_META_TOTAL_MAX)
             w = "meta keys and values must total at most 16384 bytes";
         for (uint32_t k = 0; !w && k < i; k++)

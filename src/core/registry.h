@@ -104,6 +104,15 @@ void shoal_instance_clear(struct shoal_instance *in);
 /* Checks every limit above. Returns 0, or SHOAL_EINVAL with *why set to a
  * static sentence naming the field ("service must be 1..63 of [a-z0-9-]"). */
 int shoal_instance_validate(const struct shoal_instance *in, const char **why);
+/* One field's limits (the pieces of shoal_instance_validate, shared with
+ * the CLI's early checks): NULL if fine, else a static sentence. */
+const char *shoal_check_id(const char *s);
+const char *shoal_check_service(const char *s);
+const char *shoal_check_address(const char *s);
+const char *shoal_check_tag(const char *s);
+const char *shoal_check_meta_key(const char *s);
+/* len (may be NULL) gets the value's length. */
+const char *shoal_check_meta_value(const char *s, size_t *len);
 /* Conservative encoded size (protobuf) of the instance as an event. */
 uint32_t shoal_instance_cost(const struct shoal_instance *in);
 /* Same content as registered (service, address, port, tags, meta, ttl,

@@ -40,6 +40,7 @@ struct probe {
     uint8_t reported;        /* the damped status last reported */
     struct shoal_check_damp damp;
     bool mark, running, queued;
+    bool phased; /* the second run has been placed at a random phase */
     struct probe *qnext;
     ev_timer tick;
     int64_t started_us;
@@ -461,6 +462,17 @@ static void probe_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct probe *p = w->data;
     struct shoal_checks *cs = p->cs;
+    if (!p->phased) {
+        /* The first run comes soon after registration (a fresh status); the
+         * second lands at a random point of [interval/2, 3*interval/2), so
+         * checks registered together spread over their interval instead of
+         * firing in the same second every interval. */
+        uint32_t iv = p->spec.interval_ms;
+        p->phased = true;
+        w->repeat = (iv / 2 + (double)(rnd(cs) % (iv + 1))) / 1000.0;
+        ev_timer_again(loop, w);
+        w->repeat = iv / 1000.0;
+    }
     if (p->running || p->queued)
         return; /* still busy from the last interval (queued that long) */
     if (cs->stats.in_flight < cs->cfg.max_in_flight) {
@@ -519,8 +531,9 @@ static struct probe *probe_new(struct shoal_checks *cs, char *key, const char *i
         return NULL;
     }
     cs->stats.configured++;
-    /* Jitter spreads thousands of checks registered together over their
-     * interval, so that they do not all fire in the same loop iteration. */
+    /* A new check first runs within min(first_max_ms, interval), jittered
+     * so that checks registered together do not fire in one iteration;
+     * probe_tick then spreads the later runs over the whole interval. */
     uint32_t first = c->interval_ms < cs->cfg.first_max_ms ? c->interval_ms : cs->cfg.first_max_ms;
     double after = first ? (double)(rnd(cs) % (first + 1)) / 1000.0 : 0.;
     ev_timer_init(&p->tick, probe_tick, after, c->interval_ms / 1000.0);
