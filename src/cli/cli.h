@@ -47,6 +47,8 @@ struct shoal_cli_args {
     uint16_t port;                      /* --port, 1..65535 */
     uint32_t ttl_ms;                    /* --ttl; 0 = not given */
     bool all;                           /* --all */
+    const char *strategy;               /* --strategy (a core/balance.h name) or NULL */
+    const char *client_ip;              /* --client-ip or NULL */
     int ntags;                          /* --tag, in order */
     const char *tags[SHOAL_TAGS_MAX];
     int nmeta; /* --meta, in order, keys distinct */
@@ -87,5 +89,8 @@ int shoal_cli_heartbeat(const struct shoal_cli_args *a);
 int shoal_cli_services(const struct shoal_cli_args *a);
 int shoal_cli_instances(const struct shoal_cli_args *a);
 int shoal_cli_watch(const struct shoal_cli_args *a);
+int shoal_cli_resolve(const struct shoal_cli_args *a); /* resolve.c */
+/* `shoal proxy` (proxy_cmd.c) parses its own flags: argv from "proxy" on. */
+int shoal_cli_proxy(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/balance.h"
 #include "io/agent.h"
 
 enum {
@@ -35,6 +36,8 @@ enum {
     F_INTERVAL = 1 << 13,
     F_TIMEOUT = 1 << 14,
     F_DCA = 1 << 15,
+    F_STRATEGY = 1 << 16,
+    F_CLIENT_IP = 1 << 17,
 };
 #define F_CHECKS (F_CHECK_HTTP | F_CHECK_TCP | F_INTERVAL | F_TIMEOUT | F_DCA)
 #define F_FILTERS (F_ALL | F_TAG | F_META) /* what instances and watch select by */
@@ -59,6 +62,9 @@ static const struct cli_flag {
     {F_INTERVAL, "interval", "D", "the preceding check's interval (default 10s)"},
     {F_TIMEOUT, "timeout", "D", "the preceding check's timeout (default 2s, < interval)"},
     {F_DCA, "deregister-critical-after", "D", "deregister it once critical this long"},
+    {F_STRATEGY, "strategy", "S",
+     "round-robin (default), random, least-conn or ip-hash (weights: meta \"weight\")"},
+    {F_CLIENT_IP, "client-ip", "IP", "the client key ip-hash hashes (default: this caller's IP)"},
     {F_FORMAT, "format", "table|json", "output format (default: table)"},
     {F_HTTP, "http", "IP:PORT",
      "the agent's HTTP API (default: $SHOAL_HTTP_ADDR, else " SHOAL_CLI_DEFAULT_HTTP ")"},
@@ -206,6 +212,32 @@ static const struct cli_cmd cli_cmds[] = {
                 "with --format json, one \"instances\" array per line and no other lines.\n"
                 "If the agent goes away, retries (one warning per outage) and gives up\n"
                 "with exit 1 after 60 s. SIGINT or SIGTERM ends it with exit 0."},
+    {.name = "proxy",
+     .raw = shoal_cli_proxy,
+     .max_pos = -1,
+     .synopsis = "proxy --listen IP:PORT --service NAME [FLAGS]",
+     .summary = "run a TCP proxy in front of a service's passing instances",
+     .details = "Run 'shoal proxy --help' for its flags."},
+    {.name = "resolve",
+     .run = shoal_cli_resolve,
+     .flags = F_STRATEGY | F_CLIENT_IP | F_TAG | F_META | F_FORMAT | F_HTTP,
+     .min_pos = 1,
+     .max_pos = 1,
+     .pos_name = "NAME",
+     .pos_check = shoal_cli_check_service,
+     .pos_what = "service name",
+     .synopsis = "resolve NAME [--strategy round-robin|random|least-conn|ip-hash]\n"
+                 "                     [--client-ip IP] [--tag T]... [--meta K=V]...\n"
+                 "                     [--format table|json] [--http IP:PORT]",
+     .summary = "pick one passing instance of a service by a load-balancing strategy",
+     .details = "Asks the agent to pick one passing instance of NAME (with every --tag and\n"
+                "--meta given) and prints ADDRESS:PORT ID OWNER STRATEGY CANDIDATES, or the\n"
+                "API's JSON with --format json. Weights come from the instances' meta\n"
+                "\"weight\" (1..1000). round-robin and least-conn state is kept by the agent\n"
+                "per caller address; a least-conn pick counts as active for 5 min unless\n"
+                "released (POST /v1/release/NAME/ID). ip-hash hashes --client-ip (default:\n"
+                "this caller's address) by rendezvous hashing: the same client gets the\n"
+                "same instance while it passes. No passing instance: exit 1."},
     {.name = "keygen",
      .run = shoal_cli_keygen,
      .flags = F_OUT,
@@ -321,6 +353,16 @@ static int set_flag(const struct cli_cmd *c, struct shoal_cli_args *a, unsigned 
         break;
     case F_ALL:
         a->all = true;
+        break;
+    case F_STRATEGY:
+        if (shoal_lb_parse(v) < 0)
+            want = "round-robin, random, least-conn or ip-hash";
+        a->strategy = v;
+        break;
+    case F_CLIENT_IP:
+        if (!*v || strlen(v) > 255)
+            want = "a client IP or key, 1..255 bytes";
+        a->client_ip = v;
         break;
     case F_CHECK_HTTP:
     case F_CHECK_TCP: {

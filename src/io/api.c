@@ -26,13 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/balance.h"
 #include "core/registry.h"
 #include "core/swim.h"
 #include "io/datadir.h"
 #include "io/log.h"
 #include "io/metrics.h"
 #include "io/node.h"
+#include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
 #include "wire/wire.h"
@@ -1039,6 +1042,8 @@ size_t shoal_api_waiting(const struct shoal_api *api) { return api->waiters ? ap
 
 void shoal_api_close(struct shoal_api *api)
 {
+    shoal_resolver_free(api->resolver);
+    api->resolver = NULL;
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1101,6 +1106,193 @@ static void api_instances(struct shoal_api *api, uint64_t conn_id, const struct 
     resp->deferred = true;
 }
 
+/* ---------------------------------------------------- load balancing */
+
+#define API_RESOLVE_QS_MAX 16384 /* the tag=/meta= part of a resolve query */
+
+/* The state key of a caller: `key` if given (has: already in out), else the connection's peer
+ * address (io/resolve.h), else "". */
+static void caller_key(struct shoal_api *api, uint64_t conn_id, bool has, char *out, size_t outlen)
+{
+    if (has) /* already in out */
+        return;
+    if (!api->http || !shoal_http_peer(api->http, conn_id, out, outlen))
+        out[0] = 0;
+}
+
+static struct shoal_resolver *resolver(struct shoal_api *api)
+{
+    if (!api->resolver) {
+        /* the seed only decorrelates agents' random picks; it needs no
+         * secrecy, so the clocks and pid are enough */
+        uint64_t seed = (uint64_t)shoal_node_wall_ms() * 0x9e3779b97f4a7c15ULL ^
+                        (uint64_t)shoal_node_clock_ms() ^ ((uint64_t)getpid() << 32);
+        api->resolver = shoal_resolver_new(seed);
+    }
+    return api->resolver;
+}
+
+/* GET /v1/resolve/NAME?strategy=S&client=IP&key=K&tag=T&meta=K:V: one
+ * passing instance picked by S (default round-robin). 400 on a bad
+ * parameter, 503 when no instance of NAME passes (an unknown service
+ * included: this replica may simply not have heard of it yet). */
+static void api_resolve(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
+                        const char *name, struct shoal_http_resp *resp)
+{
+    char strategy[32] = "round-robin", client[SHOAL_RESOLVE_KEY_MAX], key[SHOAL_RESOLVE_KEY_MAX];
+    char echo[API_ECHO_MAX + 1], *filtered = malloc(API_RESOLVE_QS_MAX);
+    char *k = malloc(API_QUERY_VALUE_MAX), *v = malloc(API_QUERY_VALUE_MAX);
+    bool has_client = false, has_key = false, has_strategy = false;
+    size_t flen = 0;
+    struct api_query q;
+    const struct shoal_instance **insts = NULL;
+
+    if (!filtered || !k || !v) {
+        reply_error(resp, 500, "out of memory");
+        goto out;
+    }
+    filtered[0] = 0;
+    /* strategy, client and key are ours; tag= and meta= go to parse_query */
+    for (const char *p = req->query; *p;) {
+        size_t len = strcspn(p, "&");
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        if (!url_decode(p, klen, k, API_QUERY_VALUE_MAX) ||
+            !url_decode(eq ? eq + 1 : p + len, eq ? len - klen - 1 : 0, v, API_QUERY_VALUE_MAX)) {
+            reply_error(resp, 400, "a query parameter is longer than %d bytes",
+                        API_QUERY_VALUE_MAX - 1);
+            goto out;
+        }
+        bool *seen = strcmp(k, "strategy") == 0 ? &has_strategy
+                     : strcmp(k, "client") == 0 ? &has_client
+                     : strcmp(k, "key") == 0    ? &has_key
+                                                : NULL;
+        if (seen) {
+            char *dst = seen == &has_strategy ? strategy : seen == &has_client ? client : key;
+            size_t cap = seen == &has_strategy ? sizeof(strategy) : SHOAL_RESOLVE_KEY_MAX;
+            if (*seen || strlen(v) >= cap) {
+                reply_error(resp, 400, "\"%s\" must be given once, at most %zu bytes", k, cap - 1);
+                goto out;
+            }
+            *seen = true;
+            memcpy(dst, v, strlen(v) + 1);
+        } else if (strcmp(k, "tag") == 0 || strcmp(k, "meta") == 0) {
+            if (flen + len + 2 > API_RESOLVE_QS_MAX) {
+                reply_error(resp, 400, "too many tag and meta filters");
+                goto out;
+            }
+            if (flen)
+                filtered[flen++] = '&';
+            memcpy(filtered + flen, p, len);
+            filtered[flen += len] = 0;
+        } else {
+            echo_safe(echo, sizeof(echo), k);
+            reply_error(resp, 400,
+                        "unknown query parameter '%s' (expected strategy, client, key, tag, meta)",
+                        echo);
+            goto out;
+        }
+        p += len;
+        if (*p == '&')
+            p++;
+    }
+    int lb = shoal_lb_parse(strategy);
+    if (lb < 0) {
+        echo_safe(echo, sizeof(echo), strategy);
+        reply_error(resp, 400,
+                    "unknown strategy '%s' (expected round-robin, random, least-conn, ip-hash)",
+                    echo);
+        goto out;
+    }
+    if (!parse_query(name, filtered, &q, resp))
+        goto out;
+    caller_key(api, conn_id, has_key, key, sizeof(key));
+    caller_key(api, conn_id, has_client, client, sizeof(client));
+
+    const struct shoal_registry *r = shoal_node_registry(api->node);
+    struct shoal_query sq = {.service = q.service,
+                             .tags = (const char *const *)q.tags,
+                             .n_tags = q.n_tags,
+                             .meta = q.meta,
+                             .n_meta = q.n_meta};
+    size_t n = shoal_registry_query(r, &sq, NULL, 0);
+    if (n == 0) {
+        reply_error(resp, 503, "no passing instance of %s", q.service);
+        query_clear(&q);
+        goto out;
+    }
+    if (!(insts = calloc(n, sizeof(*insts))) || !resolver(api)) {
+        reply_error(resp, 500, "out of memory");
+        query_clear(&q);
+        goto out;
+    }
+    n = shoal_registry_query(r, &sq, insts, n);
+    uint32_t active = 0;
+    int i = shoal_resolver_pick(api->resolver, shoal_node_clock_ms(), lb, key, q.service,
+                                (const struct shoal_instance *const *)insts, n, client, &active);
+    query_clear(&q);
+    if (i < 0) {
+        reply_error(resp, 500, "out of memory");
+        goto out;
+    }
+    json_t *res = json_pack("{s:o, s:s, s:I, s:s}", "instance", instance_json(api, insts[i]),
+                            "strategy", shoal_lb_name(lb), "candidates", (json_int_t)n, "key", key);
+    if (res && lb == SHOAL_LB_LEAST_CONN)
+        json_object_set_new(res, "active", json_integer(active));
+    if (res && lb == SHOAL_LB_IP_HASH)
+        json_object_set_new(res, "client", json_string(client));
+    if (!res)
+        reply_error(resp, 500, "out of memory");
+    else
+        reply_json(resp, 200, res);
+out:
+    free(insts);
+    free(filtered);
+    free(k);
+    free(v);
+}
+
+/* POST /v1/release/NAME/ID?owner=O&key=K: ends the oldest least-conn lease
+ * of instance ID (of owner O, if given) that GET /v1/resolve handed to
+ * key K (default as for resolve). 404 when there is none. */
+static void api_release(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
+                        const char *arg, struct shoal_http_resp *resp)
+{
+    char key[SHOAL_RESOLVE_KEY_MAX], owner[SHOAL_NAME_MAX], name[SHOAL_SERVICE_MAX];
+    char echo[API_ECHO_MAX + 1];
+    const char *slash = strchr(arg, '/');
+    struct api_query q;
+
+    if (!slash || (size_t)(slash - arg) >= sizeof(name) || !slash[1]) {
+        echo_safe(echo, sizeof(echo), arg);
+        reply_error(resp, 400, "'%s': the path must be /v1/release/NAME/ID", echo);
+        return;
+    }
+    memcpy(name, arg, (size_t)(slash - arg));
+    name[slash - arg] = 0;
+    if (!parse_query(name, "", &q, resp)) /* validates the service name */
+        return;
+    query_clear(&q);
+    if (!id_arg(slash + 1, resp))
+        return;
+    bool has_key = shoal_http_query_get(req->query, "key", key, sizeof(key));
+    bool has_owner = shoal_http_query_get(req->query, "owner", owner, sizeof(owner));
+    caller_key(api, conn_id, has_key, key, sizeof(key));
+    int left = api->resolver ? shoal_resolver_release(api->resolver, shoal_node_clock_ms(), key,
+                                                      name, has_owner ? owner : NULL, slash + 1)
+                             : -1;
+    if (left < 0) {
+        echo_safe(echo, sizeof(echo), slash + 1);
+        reply_error(resp, 404, "no lease of %s for this key", echo);
+        return;
+    }
+    reply_json(resp, 200, json_pack("{s:b, s:i}", "released", 1, "active", left));
+}
+
 /* ------------------------------------------------------------ routing */
 
 /* GET /metrics: Prometheus text (io/metrics.c). */
@@ -1134,6 +1326,8 @@ static const struct api_route routes[] = {
     {"/v1/heartbeat/", "POST", api_heartbeat},
     {"/v1/services", "GET", api_services},
     {"/v1/instances/", "GET", api_instances},
+    {"/v1/resolve/", "GET", api_resolve},
+    {"/v1/release/", "POST", api_release}, /* the one argument with a '/': NAME/ID */
     {"/v1/registry", "GET", api_registry},
     {"/metrics", "GET", api_metrics},
 };
@@ -1153,7 +1347,9 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
         if (!prefix && strcmp(req->path, rp) != 0)
             continue;
         if (prefix) {
-            if (strncmp(req->path, rp, rlen) != 0 || strchr(req->path + rlen, '/'))
+            const char *slash = strchr(req->path + rlen, '/');
+            if (strncmp(req->path, rp, rlen) != 0 ||
+                (slash && (routes[i].fn != api_release || strchr(slash + 1, '/'))))
                 continue;
             rest = req->path + rlen;
         }

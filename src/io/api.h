@@ -8,6 +8,8 @@
  *   POST /v1/register           an instance of ours (JSON body)
  *   POST /v1/deregister/ID      POST /v1/heartbeat/ID
  *   GET  /v1/services           GET /v1/instances/NAME (blocking with index)
+ *   GET  /v1/resolve/NAME       one passing instance by strategy (core/balance.h)
+ *   POST /v1/release/NAME/ID    ends a least-conn lease of resolve (io/resolve.h)
  *   GET  /v1/registry           counts, digests and stats of this replica
  *   GET  /metrics               Prometheus text format 0.0.4 (io/metrics.h)
  * Errors are {"error":"message"} with 400, 404, 405, 500 or 503. The handler
@@ -26,6 +28,7 @@ struct shoal_node;
 struct shoal_svcset;
 struct shoal_metrics;
 struct api_waiters;
+struct shoal_resolver;
 
 #define SHOAL_API_MAX_WAITERS 4096      /* blocking queries at once; then 503 */
 #define SHOAL_API_WAIT_DEFAULT_MS 60000 /* wait= of a blocking query */
@@ -48,6 +51,7 @@ struct shoal_api {
     /* Optional: flap counts and the DNS server for GET /metrics. */
     struct shoal_metrics *metrics;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
+    struct shoal_resolver *resolver; /* private (io/resolve.h); shoal_api_close() frees it */
 };
 
 /* A shoal_http_handler: ud is a struct shoal_api *. resp->body is malloc'd. */

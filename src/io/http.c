@@ -827,6 +827,21 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
     return ok;
 }
 
+bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen)
+{
+    struct http_conn *c = s ? conn_find(s, conn_id) : NULL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (!c || outlen == 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    const void *a = NULL;
+    if (ss.ss_family == AF_INET)
+        a = &((struct sockaddr_in *)&ss)->sin_addr;
+    else if (ss.ss_family == AF_INET6)
+        a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return a && inet_ntop(ss.ss_family, a, out, (socklen_t)outlen) != NULL;
+}
+
 static int hexval(char ch)
 {
     if (ch >= '0' && ch <= '9')

@@ -59,6 +59,10 @@ void shoal_http_server_set_idle_timeout(struct shoal_http_server *s, double seco
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
                       const char *content_type, char *body);
 
+/* The IP address (text) of the peer of connection conn_id, into out.
+ * Returns false if the connection is gone or has no IP peer. */
+bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen);
+
 /* Decodes a query-string value: finds key in "a=1&b=2", URL-decodes it into
  * out (NUL-terminated). Returns true if present. */
 bool shoal_http_query_get(const char *query, const char *key, char *out, size_t outlen);

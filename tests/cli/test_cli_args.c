@@ -780,6 +780,8 @@ TEST(registry_usage_errors, "bad registry flags exit 2 naming the flag, before a
         {{"register", "--service", "web", "--id", "w", "--port", "1"},
          "shoal register: --address HOST is required\n"},
         {{REG}, "shoal register: --port N is required\n"},
+        {{"register", "--service", "web", "--id", ".w", "--address", "10.0.0.1", "--port", "1"},
+         "shoal register: bad --id '.w' (want"},
         {{REG, "--port", "0"}, "shoal register: bad --port '0' (want 1..65535)\n"},
         {{REG, "--port", "65536"}, "shoal register: bad --port '65536' (want 1..65535)\n"},
         {{REG, "--port", "80x"}, "shoal register: bad --port '80x' (want 1..65535)\n"},
@@ -795,7 +797,11 @@ TEST(registry_usage_errors, "bad registry flags exit 2 naming the flag, before a
          "shoal register: bad --meta 'novalue' (want K=V with K 1..63 of [A-Za-z0-9._-])\n"},
         {{REG, "--port", "80", "--meta", "a b=1"}, "shoal register: bad --meta 'a b=1' (want"},
         {{REG, "--port", "80", "--meta", "k=\xff"},
-         "shoal register: bad --meta 'k=\xff' (want K=V with V at most 4095 bytes of UTF-8)\n"},
+         "shoal register: bad --meta 'k=\xff' (want K=V with V at most 4095 bytes of UTF-8 text, "
+         "no control characters)\n"},
+        /* What the agent refuses, the CLI refuses first (shared checks). */
+        {{REG, "--port", "80", "--meta", "k=a\x01b"}, "shoal register: bad --meta 'k=a\x01b' (want"},
+        {{REG, "--port", "80", "--tag", "caf\xc3\xa9"}, "shoal register: bad --tag 'caf\xc3\xa9' (want"},
         {{REG, "--port", "80", "--meta", huge}, "shoal register: bad --meta 'k=vvv"},
         {{REG, "--port", "80", "--meta", "a=1", "--meta", "a=2"},
          "shoal register: --meta key 'a' given twice\n"},
@@ -803,8 +809,8 @@ TEST(registry_usage_errors, "bad registry flags exit 2 naming the flag, before a
           "--meta", "o=0123456789012345678901234567890123456789"},
          "shoal register: --meta keys and values total 16397 bytes (at most 16384)\n"},
         {{REG, "--port", "80", "--tag", "a,b"},
-         "shoal register: bad --tag 'a,b' (want 1..63 bytes of UTF-8, no space, comma or "
-         "control character)\n"},
+         "shoal register: bad --tag 'a,b' (want 1..63 printable ASCII characters, no space or "
+         "comma)\n"},
         {{REG, "--port", "80", "--tag", ""}, "shoal register: bad --tag '' (want"},
         {{REG, "--port", "80", "--tag", "a b"}, "shoal register: bad --tag 'a b' (want"},
         {{"register", "--service", "Web", "--id", "w", "--address", "h", "--port", "1"},
@@ -813,7 +819,7 @@ TEST(registry_usage_errors, "bad registry flags exit 2 naming the flag, before a
         {{"register", "--service", "-web", "--id", "w", "--address", "h", "--port", "1"},
          "shoal register: bad --service '-web' (want"},
         {{"register", "--service", "web", "--id", "a/b", "--address", "h", "--port", "1"},
-         "shoal register: bad --id 'a/b' (want 1..127 of [A-Za-z0-9._:-])\n"},
+         "shoal register: bad --id 'a/b' (want 1..127 of [A-Za-z0-9._:-], starting with a letter or digit)\n"},
         {{"register", "--service", "web", "--id", "w", "--address", "h_1", "--port", "1"},
          "shoal register: bad --address 'h_1' (want an IP address or host name: 1..255 of "
          "[A-Za-z0-9.:-])\n"},
@@ -822,7 +828,7 @@ TEST(registry_usage_errors, "bad registry flags exit 2 naming the flag, before a
         {{REG, "--port", "80", "--all"}, "shoal register: unknown flag --all\n"},
         {{"deregister"}, "shoal deregister: needs at least 1 ID\n"},
         {{"deregister", "a b"},
-         "shoal deregister: bad ID 'a b' (want 1..127 of [A-Za-z0-9._:-])\n"},
+         "shoal deregister: bad ID 'a b' (want 1..127 of [A-Za-z0-9._:-], starting with a letter or digit)\n"},
         {{"deregister", "a", "b"}, "shoal deregister: unexpected argument 'b'\n"},
         {{"heartbeat", "--format", "json", "a"}, "shoal heartbeat: unknown flag --format\n"},
         {{"heartbeat", "a?b"}, "shoal heartbeat: bad ID 'a?b' (want"},
@@ -973,13 +979,13 @@ TEST(instances_json_query, "instances sends the filters as query parameters; jso
 {
     routes[0] = ROUTE("GET", "/v1/instances/web", 200,
                       "{\"index\":7,\"instances\":[" INST_WEB1 "," INST_WEB2 "]}",
-                      .query = "all=1&tag=v1&tag=a%2Fb%C3%A9&meta=version:1.2&meta=q:a%26b%3D%20c");
+                      .query = "all=1&tag=v1&tag=a%2Fb%2Bc&meta=version:1.2&meta=q:a%26b%3D%20c");
     routes[1] =
         ROUTE("GET", "/v1/instances/db", 200, "{\"index\":1,\"instances\":[]}", .query = "");
     fake_start();
     struct run r;
     run(&r, "instances", "web", "--all", "--tag", "v1", "--meta", "version=1.2", "--format", "json",
-        "--tag", "a/b\xc3\xa9", "--meta", "q=a&b= c", "--http", fake_addr);
+        "--tag", "a/b+c", "--meta", "q=a&b= c", "--http", fake_addr);
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECK_STR(r.out, "[" INST_WEB1 "," INST_WEB2 "]\n");
     json_t *j = json_loads(r.out, 0, NULL);
