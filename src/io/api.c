@@ -1347,9 +1347,10 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
         if (!prefix && strcmp(req->path, rp) != 0)
             continue;
         if (prefix) {
+            if (strncmp(req->path, rp, rlen) != 0)
+                continue; /* before looking past rlen: the path may be shorter */
             const char *slash = strchr(req->path + rlen, '/');
-            if (strncmp(req->path, rp, rlen) != 0 ||
-                (slash && (routes[i].fn != api_release || strchr(slash + 1, '/'))))
+            if (slash && (routes[i].fn != api_release || strchr(slash + 1, '/')))
                 continue;
             rest = req->path + rlen;
         }
