@@ -762,39 +762,10 @@ static void query_clear(struct api_query *q)
     memset(q, 0, sizeof(*q));
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* URL-decodes s[0..n) like http.c ('+' is a space, %XX a byte, %00 and a
- * stray '%' kept as written). Returns false if it does not fit in out. */
+/* URL-decodes s[0..n) (http.c's rules). Returns false if it does not fit. */
 static bool url_decode(const char *s, size_t n, char *out, size_t outlen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0 &&
-                   (hexval(s[i + 1]) | hexval(s[i + 2])) != 0) {
-            ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= outlen)
-            return false;
-        out[o++] = ch;
-    }
-    if (outlen == 0)
-        return false;
-    out[o] = 0;
-    return true;
+    return shoal_http_url_decode(s, n, out, outlen) >= 0;
 }
 
 /* Parses NAME and the query string into q. Returns false after replying

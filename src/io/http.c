@@ -856,7 +856,7 @@ static int hexval(char ch)
 /* URL-decodes s[0..n) ('+' is a space, %XX a byte) into out. A '%' not
  * followed by two hex digits, or encoding NUL, is kept as written. Returns the
  * decoded length, or -1 if it does not fit (with the NUL) in outlen. */
-static long url_decode(const char *s, size_t n, char *out, size_t outlen)
+long shoal_http_url_decode(const char *s, size_t n, char *out, size_t outlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -893,10 +893,10 @@ bool shoal_http_query_get(const char *query, const char *key, char *out, size_t 
         size_t len = strcspn(p, "&");
         const char *eq = memchr(p, '=', len);
         size_t klen = eq ? (size_t)(eq - p) : len;
-        if (len > 0 && url_decode(p, klen, kbuf, sizeof(kbuf)) >= 0 && strcmp(kbuf, key) == 0) {
+        if (len > 0 && shoal_http_url_decode(p, klen, kbuf, sizeof(kbuf)) >= 0 && strcmp(kbuf, key) == 0) {
             if (!eq)
                 return true;
-            if (url_decode(eq + 1, len - klen - 1, out, outlen) < 0) {
+            if (shoal_http_url_decode(eq + 1, len - klen - 1, out, outlen) < 0) {
                 out[0] = 0;
                 return false;
             }

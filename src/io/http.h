@@ -63,6 +63,11 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
  * Returns false if the connection is gone or has no IP peer. */
 bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen);
 
+/* URL-decodes s[0..n) ('+' is a space, %XX a byte; a '%' not followed by
+ * two hex digits, or encoding NUL, is kept as written) into out, with a NUL.
+ * Returns the decoded length, or -1 if it does not fit in outlen. */
+long shoal_http_url_decode(const char *s, size_t n, char *out, size_t outlen);
+
 /* Decodes a query-string value: finds key in "a=1&b=2", URL-decodes it into
  * out (NUL-terminated). Returns true if present. */
 bool shoal_http_query_get(const char *query, const char *key, char *out, size_t outlen);
