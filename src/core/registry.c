@@ -621,7 +621,8 @@ uint64_t shoal_registry_own_version(const struct shoal_registry *r)
 
 /* TTL (the design this project came from, Consul's TTL checks): a TTL
  * instance not heartbeated within its TTL turns critical; after a further
- * ttl_deregister_mult TTLs its owner deregisters it. */
+ * time its owner deregisters it: the instance's deregister_critical_after
+ * when set, else ttl_deregister_mult TTLs (twice the TTL by default). */
 static int64_t ttl_deadline(const struct shoal_registry *r, const struct entry *e)
 {
     if (!e->in.ttl_ms)
@@ -629,6 +630,8 @@ static int64_t ttl_deadline(const struct shoal_registry *r, const struct entry *
     int64_t critical_at = e->ttl_base + e->in.ttl_ms;
     if (e->ttl_health != SHOAL_CRITICAL)
         return critical_at;
+    if (e->in.deregister_critical_after_ms)
+        return NEVER; /* dca_deadline decides */
     return critical_at + (int64_t)e->in.ttl_ms * r->cfg.ttl_deregister_mult;
 }
 

@@ -269,6 +269,17 @@ TEST(ttl_lifecycle, "a TTL instance starts critical, passes on heartbeat, lapses
     in = spec("plain", "api", 1);
     CHECK(shoal_registry_register(reg[0], now, 1, &in, NULL) == 0);
     CHECK_EQ(shoal_registry_heartbeat(reg[0], now, 2, "plain"), SHOAL_EINVAL);
+    /* The further time is configurable per instance: 5 TTLs here. */
+    in = spec("slow", "api", 2);
+    in.ttl_ms = 1000;
+    in.deregister_critical_after_ms = 5000;
+    int64_t t0 = now;
+    CHECK(shoal_registry_register(reg[0], now, 1, &in, NULL) == 0);
+    CHECK_EQ(shoal_registry_heartbeat(reg[0], now, 2, "slow"), 0);
+    run(&now, t0 + 1000 + 4800); /* critical for 4.8 s: longer than 2 TTLs */
+    CHECK(get(0, "api", "slow") && get(0, "api", "slow")->health == SHOAL_CRITICAL);
+    run(&now, t0 + 1000 + 5200);
+    CHECK(get(0, "api", "slow") == NULL);
     teardown();
 }
 
