@@ -84,3 +84,35 @@ int shoal_cli_call(const struct shoal_cli_args *a, const char *method, const cha
 {
     return shoal_cli_call_ex(a, method, path, body, NULL, r, NULL, 0);
 }
+
+int shoal_cli_list(const struct shoal_cli_args *a, const char *path, const char *field,
+                   const char *const *heads, const char *const *keys, size_t ncols)
+{
+    struct shoal_cli_reply r;
+    if (shoal_cli_call(a, "GET", path, NULL, &r))
+        return SHOAL_CLI_FAIL;
+    json_t *list = json_object_get(r.root, field);
+    if (!json_is_array(list)) {
+        fprintf(stderr, "shoal: agent at %s sent no \"%s\" list\n", a->http_str, field);
+        shoal_cli_reply_free(&r);
+        return SHOAL_CLI_FAIL;
+    }
+    if (a->format == SHOAL_CLI_FORMAT_JSON) {
+        shoal_cli_print_body(&r.http);
+    } else {
+        struct shoal_cli_table t;
+        size_t i;
+        json_t *row;
+        shoal_cli_table_init(&t, heads, ncols);
+        json_array_foreach(list, i, row)
+        {
+            for (size_t k = 0; k < ncols; k++) {
+                json_t *v = json_is_object(row) ? json_object_get(row, keys[k]) : NULL;
+                shoal_cli_table_add(&t, v ? shoal_cli_value_text(v) : shoal_cli_clean_dup("-"));
+            }
+        }
+        shoal_cli_table_print(&t);
+    }
+    shoal_cli_reply_free(&r);
+    return SHOAL_CLI_OK;
+}

@@ -39,4 +39,10 @@ int shoal_cli_call_ex(const struct shoal_cli_args *a, const char *method, const 
                       const char *body, const struct shoal_cli_http_opts *opts,
                       struct shoal_cli_reply *r, char *lost, size_t lost_len) SHOAL_MUST_CHECK;
 
+/* GETs path and prints the array under `field`: the body as is with
+ * --format json, else a table of the given columns (keys[i] under heads[i];
+ * "-" for a missing value). Returns SHOAL_CLI_OK or SHOAL_CLI_FAIL. */
+int shoal_cli_list(const struct shoal_cli_args *a, const char *path, const char *field,
+                   const char *const *heads, const char *const *keys, size_t ncols);
+
 #endif

@@ -20,35 +20,7 @@ int shoal_cli_members(const struct shoal_cli_args *a)
 {
     static const char *const heads[] = {"NAME", "ADDR", "STATUS", "INCARNATION"};
     static const char *const keys[] = {"name", "addr", "status", "incarnation"};
-    enum { N_COLS = sizeof(heads) / sizeof(heads[0]) };
-    struct shoal_cli_reply r;
-
-    if (shoal_cli_call(a, "GET", "/v1/members", NULL, &r))
-        return SHOAL_CLI_FAIL;
-    json_t *members = json_object_get(r.root, "members");
-    if (!json_is_array(members)) {
-        fprintf(stderr, "shoal: agent at %s sent no \"members\" list\n", a->http_str);
-        shoal_cli_reply_free(&r);
-        return SHOAL_CLI_FAIL;
-    }
-    if (a->format == SHOAL_CLI_FORMAT_JSON) {
-        shoal_cli_print_body(&r.http);
-    } else {
-        struct shoal_cli_table t;
-        size_t i;
-        json_t *m;
-        shoal_cli_table_init(&t, heads, N_COLS);
-        json_array_foreach(members, i, m)
-        {
-            for (int k = 0; k < N_COLS; k++) {
-                json_t *v = json_is_object(m) ? json_object_get(m, keys[k]) : NULL;
-                shoal_cli_table_add(&t, v ? shoal_cli_value_text(v) : shoal_cli_clean_dup("-"));
-            }
-        }
-        shoal_cli_table_print(&t);
-    }
-    shoal_cli_reply_free(&r);
-    return SHOAL_CLI_OK;
+    return shoal_cli_list(a, "/v1/members", "members", heads, keys, 4);
 }
 
 /* ---- info ---- */

@@ -28,35 +28,7 @@ int shoal_cli_services(const struct shoal_cli_args *a)
 {
     static const char *const heads[] = {"NAME", "PASSING", "TOTAL"};
     static const char *const keys[] = {"name", "passing", "total"};
-    enum { N_COLS = sizeof(heads) / sizeof(heads[0]) };
-    struct shoal_cli_reply r;
-
-    if (shoal_cli_call(a, "GET", "/v1/services", NULL, &r))
-        return SHOAL_CLI_FAIL;
-    json_t *services = json_object_get(r.root, "services");
-    if (!json_is_array(services)) {
-        fprintf(stderr, "shoal: agent at %s sent no \"services\" list\n", a->http_str);
-        shoal_cli_reply_free(&r);
-        return SHOAL_CLI_FAIL;
-    }
-    if (a->format == SHOAL_CLI_FORMAT_JSON) {
-        shoal_cli_print_body(&r.http);
-    } else {
-        struct shoal_cli_table t;
-        size_t i;
-        json_t *s;
-        shoal_cli_table_init(&t, heads, N_COLS);
-        json_array_foreach(services, i, s)
-        {
-            for (int k = 0; k < N_COLS; k++) {
-                json_t *v = json_object_get(s, keys[k]);
-                shoal_cli_table_add(&t, v ? shoal_cli_value_text(v) : shoal_cli_clean_dup("-"));
-            }
-        }
-        shoal_cli_table_print(&t);
-    }
-    shoal_cli_reply_free(&r);
-    return SHOAL_CLI_OK;
+    return shoal_cli_list(a, "/v1/services", "services", heads, keys, 3);
 }
 
 /* ---- instances: the request and the table ---- */
