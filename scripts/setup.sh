@@ -25,6 +25,16 @@ PACKAGES=(
     prometheus           # promtool check metrics, in the metrics process tests
     python3              # process tests, scripts/bench_membership.py
     serf                 # the benchmark's peer
+    iproute2             # ip netns / veth / bridges: the fault suite's network
+    nftables             # loss and partitions inside test namespaces
+    tcpdump              # capture tests: nothing readable on the wire
+    python3-consul       # the Consul-compatibility tests' real client
+    unbound              # a real resolver in front of shoal's DNS
+    chromium             # the web UI tests' browser (headless)
+    chromium-driver      # WebDriver for it
+    python3-selenium     # drives chromium from the UI tests
+    man-db               # man pages, checked after cmake --install
+    bash-completion      # the completion test
 )
 
 missing=()

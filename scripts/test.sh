@@ -3,7 +3,8 @@
 #
 #   1. scripts/setup.sh                        installs missing Debian packages
 #   2. build/       -DSHOAL_WERROR=ON          unit, simulation and process tests
-#   3. build-asan/  -DSHOAL_SANITIZE=ON        the same suite under ASan + UBSan
+#   3. build-asan/  -DSHOAL_SANITIZE=ON        the same suite under ASan + UBSan,
+#                                              less the tests labelled heavy
 #   4. scripts/fuzz.sh 60                      libFuzzer on the receive path
 #
 # Stops at the first failure and says which step failed; prints a summary at
@@ -65,11 +66,13 @@ step() {
     CURRENT=""
 }
 
-# run_ctest DIR LABEL: runs the suite in DIR; output kept in $LOG_DIR/LABEL.log.
+# run_ctest DIR LABEL [CTEST-ARGS]: runs the suite in DIR; output kept in $LOG_DIR/LABEL.log.
+# Extra arguments go to ctest (the ASan run leaves out tests labelled heavy).
 run_ctest() {
     local dir=$1 log="$LOG_DIR/$2.log" rc=0
+    shift 2
     timeout --kill-after=30 "$CTEST_LIMIT" \
-        ctest --test-dir "$dir" --output-on-failure -j"$JOBS" 2>&1 | tee "$log" || rc=$?
+        ctest --test-dir "$dir" --output-on-failure -j"$JOBS" "$@" 2>&1 | tee "$log" || rc=$?
     # ctest's closing line: "100% tests passed, 0 tests failed out of 42"
     local line
     line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n1 || true)
@@ -109,7 +112,7 @@ step "tests (build/)" run_ctest build tests
 step "build (build-asan/, ASan+UBSan)" configure_build build-asan -DSHOAL_SANITIZE=ON
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-step "tests (build-asan/, ASan+UBSan)" run_ctest build-asan tests-asan
+step "tests (build-asan/, ASan+UBSan)" run_ctest build-asan tests-asan -LE heavy
 
 if [[ ! -f scripts/fuzz.sh ]]; then
     CURRENT="fuzz (scripts/fuzz.sh)"
