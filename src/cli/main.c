@@ -38,6 +38,7 @@ enum {
     F_DCA = 1 << 15,
     F_STRATEGY = 1 << 16,
     F_CLIENT_IP = 1 << 17,
+    F_WAIT = 1 << 18,
 };
 #define F_CHECKS (F_CHECK_HTTP | F_CHECK_TCP | F_INTERVAL | F_TIMEOUT | F_DCA)
 #define F_FILTERS (F_ALL | F_TAG | F_META) /* what instances and watch select by */
@@ -65,6 +66,7 @@ static const struct cli_flag {
     {F_STRATEGY, "strategy", "S",
      "round-robin (default), random, least-conn or ip-hash (weights: meta \"weight\")"},
     {F_CLIENT_IP, "client-ip", "IP", "the client key ip-hash hashes (default: this caller's IP)"},
+    {F_WAIT, "wait", "D", "how long to wait for a node to answer (default 5s, at most 60s)"},
     {F_FORMAT, "format", "table|json", "output format (default: table)"},
     {F_HTTP, "http", "IP:PORT",
      "the agent's HTTP API (default: $SHOAL_HTTP_ADDR, else " SHOAL_CLI_DEFAULT_HTTP ")"},
@@ -92,12 +94,6 @@ struct cli_cmd {
 static int cmd_version(const struct shoal_cli_args *a);
 static int cmd_help(const struct shoal_cli_args *a);
 
-static const char *check_addr(const char *s)
-{
-    struct shoal_addr tmp;
-    return shoal_addr_parse(s, &tmp) == 0 ? NULL : "IP:PORT or [IPv6]:PORT";
-}
-
 static const struct cli_cmd cli_cmds[] = {
     {.name = "agent",
      .raw = shoal_agent_main,
@@ -121,15 +117,18 @@ static const struct cli_cmd cli_cmds[] = {
                 "dropped packets by reason and protocol counters."},
     {.name = "join",
      .run = shoal_cli_join,
-     .flags = F_HTTP,
+     .flags = F_HTTP | F_WAIT,
      .min_pos = 1,
-     .max_pos = -1,
-     .pos_name = "IP:PORT",
-     .pos_check = check_addr,
+     .max_pos = 64,
+     .pos_name = "HOST:PORT",
+     .pos_check = shoal_cli_check_join_addr,
      .pos_what = "address",
-     .synopsis = "join IP:PORT... [--http IP:PORT]",
+     .synopsis = "join HOST:PORT... [--wait D] [--http IP:PORT]",
      .summary = "ask the agent to join other nodes",
-     .details = "Asks the agent to contact the given nodes and join their cluster."},
+     .details = "Asks the agent to contact the given nodes (DNS names are resolved by the\n"
+                "agent, every address asked) and waits until one answers: exit 0 and the\n"
+                "address that answered, or exit 1 with the reason when none answers within\n"
+                "--wait."},
     {.name = "leave",
      .run = shoal_cli_leave,
      .flags = F_HTTP,
@@ -387,6 +386,11 @@ static int set_flag(const struct cli_cmd *c, struct shoal_cli_args *a, unsigned 
     }
     case F_DCA:
         want = shoal_cli_check_ttl(v, &a->deregister_critical_after_ms);
+        break;
+    case F_WAIT:
+        want = shoal_cli_check_ttl(v, &a->wait_ms);
+        if (!want && a->wait_ms > 60000)
+            want = "a duration from 1ms to 60s";
         break;
     case F_TAG:
         if (a->ntags == SHOAL_TAGS_MAX)
