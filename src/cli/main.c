@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "cli/cli.h"
 #include "core/balance.h"
+#include "core/registry.h"
 #include "io/agent.h"
 
 enum {
@@ -486,6 +488,24 @@ static int parse_args(const struct cli_cmd *c, int argc, char **argv, struct sho
     if (meta_bytes > SHOAL_META_TOTAL_MAX)
         return usage_error(c, "--meta keys and values total %zu bytes (at most %d)", meta_bytes,
                            SHOAL_META_TOTAL_MAX);
+    /* Each check as the agent will judge it (defaults filled in, the same
+     * rule as the API's), so a bad pair of flags is named here. */
+    for (int i = 0; i < a->nchecks; i++) {
+        struct shoal_check chk = {
+            .kind = a->checks[i].kind[0] == 'h' ? SHOAL_CHECK_HTTP : SHOAL_CHECK_TCP,
+            .target = (char *)a->checks[i].target,
+            .interval_ms = a->checks[i].interval_ms,
+            .timeout_ms = a->checks[i].timeout_ms,
+        };
+        shoal_check_defaults(&chk);
+        const char *why = shoal_check_invalid(&chk);
+        if (why)
+            return usage_error(c,
+                               "check %d (--check-%s %s, --interval %" PRIu32 "ms, --timeout %" PRIu32
+                               "ms): %s",
+                               i + 1, a->checks[i].kind, a->checks[i].target, chk.interval_ms,
+                               chk.timeout_ms, why);
+    }
     if (c->flags & F_HTTP) {
         if (http)
             return set_http(c, a, http, "--http");

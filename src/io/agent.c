@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <getopt.h> /* required_argument, no_argument */
 #include <inttypes.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +36,7 @@
 #include "io/log.h"
 #include "io/metrics.h"
 #include "io/node.h"
+#include "io/procinfo.h"
 #include "io/regstore.h"
 #include "io/svcfile.h"
 #include "io/udp.h"
@@ -645,6 +648,31 @@ static uint64_t wall_clock_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Why a key file failed to load, in the operator's terms: wire's codes say
+ * only "I/O error" or "invalid", so the system's reason is asked again. */
+static const char *key_file_why(const char *path, int rc, const char *tag, char *buf, size_t len)
+{
+    struct stat st;
+    if (rc == SHOAL_EINVAL) {
+        snprintf(buf, len, "not a key file of this kind: expected one line '%s <44 base64 "
+                 "characters>'", tag);
+        return buf;
+    }
+    if (rc != SHOAL_EIO)
+        return shoal_strerror(rc);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(buf, len, "is a directory");
+        return buf;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(buf, len, "%s", strerror(errno));
+        return buf;
+    }
+    close(fd);
+    return shoal_strerror(rc);
+}
+
 /* The run after flags: returns the exit status. */
 static int agent_run(struct agent_opts *o)
 {
@@ -679,14 +707,16 @@ static int agent_run(struct agent_opts *o)
         return 1;
     }
     if ((rc = shoal_identity_load_or_create(o->data_dir, &nc.identity)) != 0) {
-        fprintf(stderr, "shoal agent: cannot load or create %s/identity.key: %s\n", o->data_dir,
-                shoal_strerror(rc));
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/identity.key", o->data_dir);
+        fprintf(stderr, "shoal agent: cannot load or create %s: %s\n", path,
+                key_file_why(path, rc, "shoal-identity-v1", why, sizeof(why)));
         goto out_lock;
     }
     if (o->cluster_key) {
         if ((rc = shoal_cluster_key_load(o->cluster_key, &ck)) != 0) {
             fprintf(stderr, "shoal agent: cannot load cluster key '%s': %s\n", o->cluster_key,
-                    shoal_strerror(rc));
+                    key_file_why(o->cluster_key, rc, "shoal-cluster-key-v1", why, sizeof(why)));
             goto out_lock;
         }
         shoal_identity_endorse(&nc.identity, &ck);
@@ -713,7 +743,10 @@ static int agent_run(struct agent_opts *o)
         fprintf(stderr, "shoal agent: cannot initialise libev\n");
         goto out_lock;
     }
+    shoal_procinfo_mark_start();
     a.api.ud = &a;
+    a.api.bind_addr = o->bind;
+    a.api.http_addr = o->http;
     a.api.leave = agent_api_leave;
     a.api.loop = a.loop;
     a.api.svc = &a.svc;
@@ -799,6 +832,8 @@ static int agent_run(struct agent_opts *o)
             shoal_log_info("agent", "DNS on %s (UDP and TCP), ttl %" PRIu32 "s", ds,
                            o->dns_ttl_ms / 1000);
         a.metrics.dns = a.dns;
+        if (a.dns)
+            a.api.dns_addr = o->dns;
     }
     a.config_dir = o->config_dir;
     if (a.config_dir && (rc = agent_load_config(&a)) != 0) {

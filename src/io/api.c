@@ -36,6 +36,7 @@
 #include "io/log.h"
 #include "io/metrics.h"
 #include "io/node.h"
+#include "io/procinfo.h"
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
@@ -219,6 +220,17 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
 
     json_t *v = json_object();
     json_object_set_new(v, "name", json_string(cfg->name));
+    json_object_set_new(v, "version", json_string(shoal_procinfo_version()));
+    json_object_set_new(v, "build", json_string(shoal_procinfo_build()));
+    json_object_set_new(v, "uptime_s", json_integer((json_int_t)shoal_procinfo_uptime_s()));
+    json_t *own = json_object();
+    const struct shoal_addr *mine[3] = {&api->bind_addr, &api->http_addr, &api->dns_addr};
+    const char *const mine_names[3] = {"bind", "http", "dns"};
+    for (int i = 0; own && i < 3; i++)
+        json_object_set_new(own, mine_names[i],
+                            mine[i]->family ? json_string(shoal_addr_format(mine[i], a, sizeof(a)))
+                                            : json_null());
+    json_object_set_new(v, "addresses", own);
     json_object_set_new(v, "addr",
                         json_string(shoal_addr_format(shoal_node_addr(api->node), a, sizeof(a))));
     json_object_set_new(v, "generation", json_integer((json_int_t)self.generation));
