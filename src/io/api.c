@@ -278,13 +278,6 @@ static void api_join_done(void *ud, bool ok, const char *text)
         char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
         json_decref(v);
         if (body) {
-            size_t len = strlen(body);
-            char *nb = realloc(body, len + 2);
-            if (nb) {
-                body = nb;
-                body[len++] = '\n';
-                body[len] = '\0';
-            }
             /* 504: no seed answered in time; the reason says which were asked. */
             (void)shoal_http_reply(w->api->http, w->conn, ok ? 200 : 504, "application/json",
                                    body);
@@ -389,7 +382,12 @@ static void api_join(struct shoal_api *api, uint64_t conn_id, const struct shoal
     int rc;
     if (!shoal_joiner_start(api->joins, &jc, &rc)) {
         free(w);
-        reply_error(resp, 500, "join failed: %s", shoal_strerror(rc));
+        if (rc == SHOAL_ESTATE)
+            reply_error(resp, 400, "the agent is leaving; it cannot join");
+        else if (rc == SHOAL_EINVAL)
+            reply_error(resp, 400, "no address to join other than this node's own");
+        else
+            reply_error(resp, 500, "join failed: %s", shoal_strerror(rc));
         goto out;
     }
     shoal_log_info("api", "joining through %zu address%s", n, n == 1 ? "" : "es");

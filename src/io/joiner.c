@@ -237,6 +237,20 @@ struct shoal_joiner *shoal_joiner_start(struct shoal_joinset *set,
             return NULL;
         }
     }
+    /* Addresses only (the usual case): no resolver, so the first attempt
+     * starts now and a seed set that is only this node is refused at once. */
+    struct shoal_addr direct[SHOAL_JOIN_MAX_ADDRS];
+    size_t n_direct = 0;
+    bool numeric = cfg->n_seeds <= SHOAL_JOIN_MAX_ADDRS;
+    for (size_t i = 0; numeric && i < cfg->n_seeds; i++)
+        numeric = shoal_addr_parse(cfg->seeds[i], &direct[n_direct++]) == 0;
+    if (numeric) {
+        int rc = shoal_node_join(set->node, direct, n_direct);
+        if (rc != 0) {
+            *err = rc;
+            return NULL;
+        }
+    }
     struct shoal_joiner *j = calloc(1, sizeof(*j));
     if (!j || !(j->seeds = calloc(cfg->n_seeds, sizeof(char *)))) {
         free(j);
@@ -273,9 +287,16 @@ struct shoal_joiner *shoal_joiner_start(struct shoal_joinset *set,
     j->next = set->head;
     set->head = j;
     set->count++;
+    if (numeric) {
+        j->attempt = 1;
+        memcpy(j->addrs, direct, n_direct * sizeof(direct[0]));
+        j->n_addrs = n_direct;
+        j->state = J_WAITING;
+        ev_timer_set(&j->timer, j->cfg.window_ms / 1000.0, 0.);
+        ev_timer_start(set->loop, &j->timer);
+        return j;
+    }
     attempt_start(j);
-    if (!j->thread_running)
-        ev_async_send(set->loop, &j->wake); /* resolved inline: continue from the loop */
     return j;
 }
 

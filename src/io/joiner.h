@@ -46,8 +46,10 @@ struct shoal_joinset {
 };
 
 /* Starts a joiner (its first attempt now). Returns NULL with *err = SHOAL_E*
- * (bad seed text: SHOAL_EINVAL; SHOAL_ENOMEM). Calls malloc; it frees
- * itself after done() or with shoal_joinset_close(). */
+ * (bad seed text: SHOAL_EINVAL; SHOAL_ENOMEM); when every seed is an IP
+ * address the node is asked at once, and its refusal is returned the same
+ * way (SHOAL_EINVAL: only this node's own address; SHOAL_ESTATE: leaving).
+ * Calls malloc; it frees itself after done() or with shoal_joinset_close(). */
 struct shoal_joiner *shoal_joiner_start(struct shoal_joinset *set,
                                         const struct shoal_joiner_config *cfg, int *err);
 /* A node event (SHOAL_EV_JOINED ends the joiners that contacted its address). */
