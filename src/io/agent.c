@@ -60,7 +60,6 @@
 /* One join attempt waits this long for a seed's answer: core asks each
  * address at once and again after 1 s, so two tries per attempt. */
 #define AGENT_JOIN_WINDOW_MS 2500
-#define AGENT_JOIN_BACKOFF_MAX_MS 30000
 
 /* --help's notes after the flags (the flags' own lines come from the table). */
 static const char agent_help_notes[] =
@@ -70,9 +69,9 @@ static const char agent_help_notes[] =
     "DNS: if the default --dns address is taken, a warning and no DNS; 'off' disables it.\n"
     "Joining: --join and --retry-join take HOST:PORT, HOST an IP address or a DNS name that\n"
     "is resolved again at every attempt (all its addresses are asked); a failed attempt is\n"
-    "logged with its reason and retried after --retry-interval, doubling up to 30s. After\n"
-    "--retry-max failed attempts (0: never stop) the agent exits 1 if --retry-join was\n"
-    "given, else it runs on alone.\n"
+    "logged with its reason and retried after --retry-interval, doubling up to\n"
+    "--retry-max-interval. After --retry-max failed attempts (0: never stop) the agent\n"
+    "exits 1 if --retry-join was given, else it runs on alone.\n"
     "Settings, lowest precedence first: defaults, --config-file FILE|DIR (JSON objects keyed\n"
     "by flag names, 'data-dir' or 'data_dir'; repeatable flags as arrays; a directory's\n"
     "*.json files in name order; a later file wins key by key), the environment (SHOAL_ and\n"
@@ -87,7 +86,7 @@ struct agent_opts {
     const char *data_dir, *cluster_key;
     const char *joins[AGENT_MAX_JOIN]; /* HOST:PORT: --join, then --retry-join */
     size_t n_joins, n_retry_joins;
-    uint32_t retry_max, retry_interval_ms;
+    uint32_t retry_max, retry_interval_ms, retry_max_interval_ms;
     struct shoal_swim_config swim;
     struct shoal_registry_config registry;
     const char *config_dir;
@@ -152,6 +151,7 @@ enum {
     OPT_RETRY_JOIN,
     OPT_RETRY_MAX,
     OPT_RETRY_INTERVAL,
+    OPT_RETRY_MAX_INTERVAL,
     OPT_LOG_FORMAT,
     OPT_CONFIG_FILE,
     OPT_PRINT_CONFIG,
@@ -183,7 +183,9 @@ static const struct shoal_agent_flag agent_options[] = {
     {"retry-max", required_argument, NULL, OPT_RETRY_MAX, "N",
      "join attempts before giving up, 0 = never give up", 0, "0"},
     {"retry-interval", required_argument, NULL, OPT_RETRY_INTERVAL, "D",
-     "the first wait between join attempts (doubles up to 30s)", 0, "1s"},
+     "the first wait between join attempts; it doubles after each failure", 0, "1s"},
+    {"retry-max-interval", required_argument, NULL, OPT_RETRY_MAX_INTERVAL, "D",
+     "the longest wait between join attempts", 0, "30s"},
     {"probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL, "D",
      "SWIM probe period", 0, "1s"},
     {"probe-timeout", required_argument, NULL, OPT_PROBE_TIMEOUT, "D",
@@ -359,6 +361,9 @@ static int agent_apply(void *ud, const struct shoal_agent_flag *f, const char *v
         break;
     case OPT_RETRY_INTERVAL:
         rc = parse_duration_flag("retry-interval", v, 1, &o->retry_interval_ms);
+        break;
+    case OPT_RETRY_MAX_INTERVAL:
+        rc = parse_duration_flag("retry-max-interval", v, 1, &o->retry_max_interval_ms);
         break;
     case OPT_PROBE_INTERVAL:
         rc = parse_duration_flag("probe-interval", v, 1, &o->swim.probe_interval_ms);
@@ -867,7 +872,7 @@ static int agent_run(struct agent_opts *o)
             .n_seeds = o->n_joins + o->n_retry_joins,
             .window_ms = AGENT_JOIN_WINDOW_MS,
             .retry_interval_ms = o->retry_interval_ms,
-            .retry_max_interval_ms = AGENT_JOIN_BACKOFF_MAX_MS,
+            .retry_max_interval_ms = o->retry_max_interval_ms,
             .max_attempts = o->retry_max,
             .what = o->n_retry_joins ? "retry-join" : "join",
             .done = agent_join_done,

@@ -307,7 +307,7 @@ void shoal_joinset_event(struct shoal_joinset *set, const struct shoal_event *ev
     struct shoal_joiner *j = set->head, *next;
     for (; j; j = next) {
         next = j->next;
-        if (j->state != J_WAITING)
+        if (j->state == J_RESOLVING) /* addrs[] belongs to the thread now */
             continue;
         for (size_t i = 0; i < j->n_addrs; i++) {
             if (shoal_addr_eq(&j->addrs[i], &ev->other_addr)) {
