@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/docgen.h"
 #include "core/balance.h"
 #include "core/registry.h"
 #include "io/agent.h"
@@ -543,8 +544,37 @@ static int cmd_help(const struct shoal_cli_args *a)
     return SHOAL_CLI_OK;
 }
 
+/* docgen.c's view of the commands: their --help, printed by the code above. */
+static void doc_help(const char *name)
+{
+    const struct cli_cmd *c = name ? find_cmd(name) : NULL;
+    if (!c) {
+        print_usage(stdout);
+    } else if (c->raw) {
+        char *argv[] = {(char *)c->name, "--help", NULL};
+        (void)c->raw(2, argv);
+    } else {
+        print_cmd_help(c, stdout);
+    }
+}
+
+/* `shoal __gen-man DIR` and `shoal __gen-completion FILE` (run by the build). */
+static int gen_docs(const char *what, const char *where)
+{
+    struct shoal_cli_doc docs[N_CMDS];
+    for (size_t i = 0; i < N_CMDS; i++)
+        docs[i] = (struct shoal_cli_doc){cli_cmds[i].name, cli_cmds[i].summary,
+                                         cli_cmds[i].pos_check == shoal_cli_check_service};
+    if (strcmp(what, "__gen-man") == 0)
+        return shoal_cli_gen_man(where, docs, N_CMDS, doc_help, SHOAL_VERSION);
+    return shoal_cli_gen_completion(where, docs, N_CMDS, doc_help);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && (strcmp(argv[1], "__gen-man") == 0 ||
+                      strcmp(argv[1], "__gen-completion") == 0))
+        return gen_docs(argv[1], argv[2]);
     if (argc < 2) {
         print_usage(stderr);
         return SHOAL_CLI_USAGE;

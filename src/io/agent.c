@@ -910,6 +910,14 @@ out_lock:
     return status;
 }
 
+const struct shoal_agent_flag *shoal_agent_flags(size_t *n)
+{
+    *n = AGENT_N_OPTIONS;
+    return agent_options;
+}
+
+const char *shoal_agent_help_notes(void) { return agent_help_notes; }
+
 int shoal_agent_main(int argc, char **argv)
 {
     struct agent_opts o;
