@@ -98,9 +98,9 @@ static void joiner_free(struct shoal_joiner *j)
             break;
         }
     ev_timer_stop(set->loop, &j->timer);
-    ev_async_stop(set->loop, &j->wake);
-    if (j->thread_running)
+    if (j->thread_running) /* it may still ev_async_send: let it finish first */
         pthread_join(j->thread, NULL);
+    ev_async_stop(set->loop, &j->wake);
     for (size_t i = 0; i < j->cfg.n_seeds; i++)
         free(j->seeds[i]);
     free(j->seeds);
