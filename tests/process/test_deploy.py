@@ -1,3 +1,6 @@
+# ctest-labels: heavy
+# (normal build only: the image is built without sanitizers, and an ASan
+# binary's ldd lists libasan/libubsan, which the image rightly lacks)
 """test_deploy.py -- deploy/ cannot go stale: the container image's package
 lists against the built binary, and the Kubernetes manifests against schemas
 written here (no schema is fetched) and against the agent itself.

@@ -1,3 +1,6 @@
+# ctest-labels: heavy
+# (normal build only: it installs the build and links a plain program against
+# libshoalclient, which an ASan build's library cannot serve)
 """test_install.py -- what `cmake --install` delivers, and the C client
 library through pkg-config.
 
