@@ -880,7 +880,9 @@ static int agent_run(struct agent_opts *o)
         };
         a.retry_join_fatal = o->n_retry_joins > 0;
         if (!shoal_joiner_start(&a.joins, &jc, &rc))
-            shoal_log_warn("agent", "join failed: %s", shoal_strerror(rc));
+            shoal_log_warn("agent", "not joining: %s",
+                           rc == SHOAL_EINVAL ? "the seeds name only this node's own address"
+                                              : shoal_strerror(rc));
         else
             shoal_log_info("agent", "joining through %zu seed%s", jc.n_seeds,
                            jc.n_seeds == 1 ? "" : "s");
