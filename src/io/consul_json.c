@@ -7,6 +7,7 @@
  * (io/checkspec.c, shoal_instance_validate) and register path.
  */
 #include "io/consul_json.h"
+#include "io/checkspec.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -804,4 +805,82 @@ static bool eval(const struct shoal_consul_filter *f, int i, const json_t *v)
 bool shoal_consul_filter_match(const struct shoal_consul_filter *f, const json_t *v)
 {
     return eval(f, f->root, v);
+}
+
+/* ------------------------------------------------------------ files */
+
+int shoal_consul_native_instance(const json_t *native, struct shoal_instance *out, char *err,
+                                 size_t errlen)
+{
+    struct shoal_instance spec = {0};
+    struct shoal_check checks[SHOAL_CHECKS_MAX];
+    char *tags[SHOAL_TAGS_MAX];
+    struct shoal_kv meta[SHOAL_METAS_MAX];
+    const char *why = NULL, *key;
+    json_t *v;
+
+    memset(out, 0, sizeof(*out));
+    spec.id = (char *)json_string_value(json_object_get(native, "id"));
+    spec.service = (char *)json_string_value(json_object_get(native, "service"));
+    spec.address = (char *)json_string_value(json_object_get(native, "address"));
+    json_int_t port = json_integer_value(json_object_get(native, "port"));
+    if (!spec.id || !spec.service || !spec.address || !*spec.address) {
+        snprintf(err, errlen, "ID, Name and Address must be strings (Address is required "
+                 "in files)");
+        return -1;
+    }
+    if (port < 1 || port > 65535) {
+        snprintf(err, errlen, "Port must be a whole number 1..65535");
+        return -1;
+    }
+    spec.port = (uint16_t)port;
+    json_t *t = json_object_get(native, "tags");
+    if (t) {
+        if (!json_is_array(t) || json_array_size(t) > SHOAL_TAGS_MAX) {
+            snprintf(err, errlen, "Tags must be an array of at most %d strings", SHOAL_TAGS_MAX);
+            return -1;
+        }
+        for (size_t i = 0; i < json_array_size(t); i++) {
+            if (!json_is_string(json_array_get(t, i))) {
+                snprintf(err, errlen, "Tags[%zu] must be a string", i);
+                return -1;
+            }
+            tags[i] = (char *)json_string_value(json_array_get(t, i));
+        }
+        spec.tags = tags;
+        spec.n_tags = (uint32_t)json_array_size(t);
+    }
+    json_t *m = json_object_get(native, "meta");
+    if (m) {
+        if (!json_is_object(m) || json_object_size(m) > SHOAL_METAS_MAX) {
+            snprintf(err, errlen, "Meta must be an object of at most %d strings", SHOAL_METAS_MAX);
+            return -1;
+        }
+        json_object_foreach(m, key, v)
+        {
+            if (!json_is_string(v)) {
+                snprintf(err, errlen, "Meta values must be strings");
+                return -1;
+            }
+            meta[spec.n_meta].key = (char *)key;
+            meta[spec.n_meta++].value = (char *)json_string_value(v);
+        }
+        spec.meta = meta;
+    }
+    if ((v = json_object_get(native, "ttl")) != NULL)
+        spec.ttl_ms = (uint32_t)json_integer_value(v);
+    /* the checks: the API's own reader and rules (io/checkspec.c) */
+    if (shoal_checkspec_parse(native, &spec, checks, err, errlen) != 0)
+        return -1;
+    for (uint32_t i = 0; i < spec.n_checks; i++)
+        shoal_check_defaults(&checks[i]);
+    if (shoal_instance_validate(&spec, &why) != 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    if (shoal_instance_copy(out, &spec) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }

@@ -35,6 +35,13 @@ int shoal_consul_duration(const char *s, uint64_t *ms);
 int shoal_consul_to_native(const json_t *svc, const char *default_address, json_t **out,
                            char *err, size_t errlen);
 
+/* A native register body (as shoal_consul_to_native makes) as an owned
+ * instance (free with shoal_instance_clear), checked by the native rules:
+ * io/checkspec.c for the checks, shoal_instance_validate for the rest.
+ * Returns 0, or -1 with a sentence in err. */
+int shoal_consul_native_instance(const json_t *native, struct shoal_instance *out, char *err,
+                                 size_t errlen);
+
 /* The checks Consul would list for an instance: a TTL check first when it
  * has a TTL, then its active checks. Ids are "service:ID" for a single
  * check, else "service:ID:1", ":2", ... (Consul's numbering). */

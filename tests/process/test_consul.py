@@ -365,5 +365,48 @@ def t_http_sd(h):
     check(st == 400, "bad service name: %s %r" % (st, raw))
 
 
+@test("Consul JSON service definitions in --config-dir; unreadable files reported by name")
+def t_json_files(h):
+    d = os.path.join(h.tmp, "services.d")
+    os.makedirs(d)
+
+    def write(name, doc):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(doc if isinstance(doc, str) else json.dumps(doc))
+
+    write("web.json", {"service": {"name": "web", "id": "web-1", "port": 8080, "tags": ["v1"],
+                                   "meta": {"zone": "eu"},
+                                   "check": {"ttl": "30s"}}})
+    write("many.json", {"services": [
+        {"Name": "db", "ID": "db-1", "Address": "10.0.0.7", "Port": 5432},
+        {"Name": "db", "ID": "db-2", "Address": "10.0.0.8", "Port": 5432,
+         "Checks": [{"TCP": "10.0.0.8:5432", "Interval": "10s", "Timeout": "1s"}]}]})
+    write("native.service", "[service]\nid = q-1\nservice = queue\naddress = 10.0.0.9\nport = 1\n")
+    write("broken.json", '{"service": {"name": "x", ')
+    write("script.json", {"service": {"name": "s", "port": 1,
+                                      "check": {"args": ["/bin/true"], "interval": "1s"}}})
+    write("zdup.json", {"service": {"name": "web", "id": "web-1", "port": 9}})
+    write("web.hcl", 'service { name = "web" }')
+    os.symlink(os.path.join(d, "missing-target"), os.path.join(d, "gone.json"))
+    a = h.agent("n1", flags=FAST + ["--config-dir", d])
+    c = client(a)
+    _, svcs = c.catalog.services()
+    check(svcs == {"web": ["v1"], "db": [], "queue": []}, "catalog %r" % (svcs,))
+    svc = c.agent.services()
+    check(svc["web-1"]["Address"] == "127.0.0.1" and svc["web-1"]["Meta"] == {"zone": "eu"},
+          "no Address: the node's: %r" % svc["web-1"])
+    log = a.log_text()
+    for needle in ("broken.json:1: not valid JSON", "script.json:0: service: Check.args",
+                   "zdup.json:0: service: id 'web-1' is already defined at",
+                   "web.hcl: not a *.service or *.json file", "gone.json:0: cannot read"):
+        check(needle in log, "log lacks %r:\n%s" % (needle, a.log_tail(30)))
+    # reload: a definition removed from a file is deregistered
+    write("many.json", {"services": [
+        {"Name": "db", "ID": "db-1", "Address": "10.0.0.7", "Port": 5432}]})
+    a.proc.send_signal(harness.signal.SIGHUP)
+    wait_until(lambda: sorted(c.agent.services()) == ["db-1", "q-1", "web-1"], 15,
+               what="db-2 deregistered after SIGHUP")
+
+
 if __name__ == "__main__":
     run_tests()
