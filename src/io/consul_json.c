@@ -490,7 +490,10 @@ struct lexer {
     char *err;
     size_t errlen;
     struct shoal_consul_filter *f;
+    int depth; /* nesting of not and parentheses */
 };
+
+#define FILTER_DEPTH_MAX 32
 
 static void lex(struct lexer *lx)
 {
@@ -565,6 +568,8 @@ static int new_node(struct lexer *lx, enum fnode_kind k)
 }
 
 static int parse_or(struct lexer *lx);
+static int parse_factor(struct lexer *lx);
+static int parse_factor_in(struct lexer *lx);
 
 static int fail_at(struct lexer *lx, const char *what)
 {
@@ -575,6 +580,17 @@ static int fail_at(struct lexer *lx, const char *what)
 }
 
 static int parse_factor(struct lexer *lx)
+{
+    if (++lx->depth > FILTER_DEPTH_MAX) {
+        snprintf(lx->err, lx->errlen, "filter: nested more than %d deep", FILTER_DEPTH_MAX);
+        return -1;
+    }
+    int n = parse_factor_in(lx);
+    lx->depth--;
+    return n;
+}
+
+static int parse_factor_in(struct lexer *lx)
 {
     if (is_kw(lx, "not")) {
         lex(lx);

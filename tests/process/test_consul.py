@@ -286,6 +286,10 @@ def t_errors(h):
     check(st == 200 and json.loads(body) == [], "filter no match: %s %s" % (st, body[:200]))
     st, body, _ = req("GET", "/v1/health/service/web?filter=Service.Port%20%3E%2010")
     check(st == 400 and "filter" in body, "unsupported filter: %s %s" % (st, body))
+    st, body, _ = req("GET", "/v1/health/service/web?filter=" + "not%20" * 900 + "a%20is%20empty")
+    check(st == 400 and "nested" in body, "deep filter: %s %s" % (st, body[:200]))
+    st, body, _ = req("GET", "/v1/health/service/web?filter=" + "(" * 2000)
+    check(st == 400, "deep parentheses: %s %s" % (st, body[:200]))
     st, body, _ = req("GET", "/v1/health/service/web?index=1&wait=banana")
     check(st == 400, "bad wait: %s %s" % (st, body))
     # refusals name the field
