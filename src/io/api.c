@@ -38,6 +38,7 @@
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
+#include "io/ui.h"
 #include "wire/wire.h"
 
 #define API_MAX_JOIN_ADDRS 256   /* a join needs a few seeds, not thousands */
@@ -1015,6 +1016,7 @@ void shoal_api_close(struct shoal_api *api)
 {
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
+    shoal_ui_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1310,6 +1312,8 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
     char p[API_ECHO_MAX + 1], m[API_ECHO_MAX + 1];
     char arg[SHOAL_ID_MAX * 3 + 1];
 
+    if (shoal_ui_handle(api, conn_id, req, resp))
+        return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *rp = routes[i].path;
         size_t rlen = strlen(rp);

@@ -12,6 +12,7 @@
  *   POST /v1/release/NAME/ID    ends a least-conn lease of resolve (io/resolve.h)
  *   GET  /v1/registry           counts, digests and stats of this replica
  *   GET  /metrics               Prometheus text format 0.0.4 (io/metrics.h)
+ *   GET  /ui/, GET /v1/cluster  the web UI and its blocking summary (io/ui.h)
  * Errors are {"error":"message"} with 400, 404, 405, 500 or 503. The handler
  * has the signature of shoal_http_handler, with a struct shoal_api as ud.
  */
@@ -29,6 +30,7 @@ struct shoal_svcset;
 struct shoal_metrics;
 struct api_waiters;
 struct shoal_resolver;
+struct shoal_ui;
 
 #define SHOAL_API_MAX_WAITERS 4096      /* blocking queries at once; then 503 */
 #define SHOAL_API_WAIT_DEFAULT_MS 60000 /* wait= of a blocking query */
@@ -52,6 +54,7 @@ struct shoal_api {
     struct shoal_metrics *metrics;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
     struct shoal_resolver *resolver; /* private (io/resolve.h); shoal_api_close() frees it */
+    struct shoal_ui *ui; /* private (io/ui.h): /ui/ and /v1/cluster; shoal_api_close() frees it */
 };
 
 /* A shoal_http_handler: ud is a struct shoal_api *. resp->body is malloc'd. */

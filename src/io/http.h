@@ -29,12 +29,16 @@ struct shoal_http_req {
     const char *query;  /* "index=3&wait=10s" or "" */
     const char *body;   /* NUL-terminated; "" when none */
     size_t body_len;
+    const char *if_none_match; /* the If-None-Match header (cut at 127 bytes), "" if none */
 };
 
 struct shoal_http_resp {
     int status;               /* 200 when the handler leaves it at 0 */
     char *body;               /* malloc'd by the handler; the server frees it */
     const char *content_type; /* "application/json" when NULL */
+    /* More header lines, each ending in "\r\n" (at most 1 KB), or NULL;
+     * static text: the server does not free it. Sent with 304 too. */
+    const char *headers;
     bool deferred;            /* handler will call shoal_http_reply() later */
 };
 
