@@ -139,7 +139,9 @@ def ui_live(h):
               lambda: "overview shows suspect %r dead %r" % (text_of(d, "#count-suspect"), text_of(d, "#count-dead")))
         check(len(d.find_elements(By.CSS_SELECTOR, "#member-grid .m.alive")) == 3, "the grid has 3 alive squares")
         check("n1" in (text_of(d, "#agent-facts") or ""), "the agent card names n1")
-        wait_dom(h, d, lambda: "drops." in (text_of(d, "#counters") or ""), "drop counters from /v1/info")
+        wait_dom(h, d, lambda: "drops.bad_signature" in (text_of(d, "#counters-zero") or ""),
+                 "drop counters from /v1/info (all 0, folded)")
+        check("all " in (text_of(d, "#counters") or ""), "the counters card says all are 0")
         shot(h, d, "overview")
 
         # The service page is open before the service exists, and stays open.
