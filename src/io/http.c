@@ -838,6 +838,12 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
     return ok;
 }
 
+bool shoal_http_awaiting(struct shoal_http_server *s, uint64_t conn_id)
+{
+    struct http_conn *c = conn_find(s, conn_id);
+    return c && c->awaiting && !c->lingering && !c->peer_eof;
+}
+
 bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen)
 {
     struct http_conn *c = s ? conn_find(s, conn_id) : NULL;

@@ -63,6 +63,10 @@ void shoal_http_server_set_idle_timeout(struct shoal_http_server *s, double seco
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
                       const char *content_type, char *body);
 
+/* Does connection conn_id still wait for shoal_http_reply()? False once the
+ * client has gone away: a deferred answer need not be built then. */
+bool shoal_http_awaiting(struct shoal_http_server *s, uint64_t conn_id);
+
 /* The IP address (text) of the peer of connection conn_id, into out.
  * Returns false if the connection is gone or has no IP peer. */
 bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen);

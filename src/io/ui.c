@@ -255,7 +255,8 @@ static void waiter_unlink(struct shoal_ui *ui, struct shoal_api *api, struct ui_
 /* Answers a detached waiter with the state now and frees it. */
 static void waiter_answer(struct ui_waiter *w)
 {
-    json_t *v = cluster_json(w->api);
+    /* nothing is built for a client that went away (a page closed) */
+    json_t *v = shoal_http_awaiting(w->api->http, w->conn) ? cluster_json(w->api) : NULL;
     char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     int status = body ? 200 : 500;

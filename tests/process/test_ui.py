@@ -108,7 +108,8 @@ def shot(h, d, name):
     out = os.path.join(os.path.dirname(h.shoal), "ui-screenshots")
     os.makedirs(out, exist_ok=True)
     # the whole page: a viewport as tall as the document (at most 4000 px)
-    height = js(d, "return Math.max(document.documentElement.scrollHeight, 600);")
+    height = js(d, "return Math.max(300, Math.ceil(document.querySelector('main')"
+                   ".getBoundingClientRect().bottom + window.scrollY + 8));")
     d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": 1360, "height": min(int(height), 4000), "deviceScaleFactor": 1, "mobile": False})
     path = os.path.join(out, name + ".png")

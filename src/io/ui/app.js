@@ -291,6 +291,16 @@ function sampleHistory() {
   if (state.history.length > HISTORY_MAX) state.history.shift();
 }
 
+/* performance marks for scripts/bench_ui.py: the first render with data */
+const marked = new Set();
+function markOnce(name) {
+  if (marked.has(name)) return;
+  marked.add(name);
+  if (!performance.mark) return;
+  performance.mark(name);  // the DOM is built; the frame after it has been painted:
+  requestAnimationFrame(() => setTimeout(() => performance.mark(name + ':painted'), 0));
+}
+
 function renderOverview() {
   renderAgent();
   const m = memberCounts(), i = instanceCounts();
@@ -316,6 +326,7 @@ function renderOverview() {
   zeros.appendChild(zl);
   zeros.open = wasOpen;
   zeros.hidden = !zero.length;
+  if (state.cluster) markOnce('shoal:overview');
 }
 
 /* -------------------------------------------------------------- members */
@@ -411,6 +422,7 @@ function renderService() {
   $('instances-summary').textContent = sv.instances ? rows.length + ' of ' + all.length + ' instances' : 'loading…';
   renderPaged($('instances-table').tBodies[0], $('instances-pager'), rows, 'instances', instanceRow,
     sv.error ? sv.error : sv.instances ? (all.length ? 'no instance matches' : 'no instances of this service (yet)') : 'loading…');
+  if (sv.instances) markOnce('shoal:instances');
 }
 
 /* ------------------------------------------------------------ live loops */
