@@ -14,6 +14,7 @@ Times from a change to the page showing it are printed as notes, never
 asserted (the machine is shared).
 """
 
+import http.client
 import http.server
 import os
 import socketserver
@@ -250,6 +251,94 @@ def ui_live(h):
     finally:
         d.quit()
         backend.close()
+
+
+class TokenProxy:
+    """Stands in for an agent with an HTTP token (issue 9 adds that to the
+    agent): /v1/* wants `Authorization: Bearer TOKEN`, else 401; the page's
+    own files pass. Everything is forwarded to the real agent."""
+
+    def __init__(self, agent, token):
+        self.seen = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                auth = self.headers.get("Authorization")
+                if self.path.startswith("/v1/"):
+                    outer.seen.append(auth)
+                    if auth != "Bearer " + token:
+                        return self.answer(401, "application/json", b'{"error":"token required"}', {})
+                host, port = agent.http.rsplit(":", 1)
+                c = http.client.HTTPConnection(host, int(port), timeout=90)
+                try:
+                    c.request("GET", self.path)
+                    r = c.getresponse()
+                    body = r.read()
+                    self.answer(r.status, r.getheader("Content-Type") or "application/octet-stream",
+                                body, {k: v for k, v in r.getheaders()
+                                       if k.lower() in ("etag", "cache-control", "content-security-policy")})
+                finally:
+                    c.close()
+
+            def answer(self, status, ctype, body, extra):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        class S(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # the page dropped a blocking query
+
+        self.srv = S(("127.0.0.1", 0), H)
+        self.addr = "127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@test("behind a token the page asks for it, keeps it in sessionStorage only and sends it as Bearer")
+def ui_token(h):
+    a = h.agent("t1")
+    proxy = TokenProxy(a, "s3cret")
+    d = browser(tempfile.mkdtemp(prefix="ui-profile-", dir=h.tmp))
+    try:
+        d.get("http://%s/ui/" % proxy.addr)
+        wait_dom(h, d, lambda: js(d, "return !document.getElementById('token-dialog').hidden;"),
+                 "the token dialog")
+        check(text_of(d, "#count-alive") == "–", "data shown without a token")
+        d.find_element(By.ID, "token-input").send_keys("wrong")
+        d.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        wait_dom(h, d, lambda: "refused" in (text_of(d, "#token-error") or "") and
+                 js(d, "return !document.getElementById('token-dialog').hidden;"),
+                 "the dialog again, saying the token was refused")
+        d.find_element(By.ID, "token-input").send_keys("s3cret")
+        d.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        wait_dom(h, d, lambda: text_of(d, "#count-alive") == "1", "the overview with the token")
+        check(js(d, "return document.getElementById('token-dialog').hidden;"), "the dialog stayed open")
+        check(js(d, "return sessionStorage.getItem('shoal-token');") == "s3cret", "not in sessionStorage")
+        check(js(d, "return localStorage.length;") == 0 and js(d, "return document.cookie;") == "",
+              "the token leaked into localStorage or a cookie")
+        check("Bearer wrong" in proxy.seen and "Bearer s3cret" in proxy.seen and proxy.seen[0] is None,
+              lambda: "Authorization headers seen: %r" % proxy.seen[:10])
+        shot(h, d, "token-overview")
+    finally:
+        d.quit()
+        proxy.close()
 
 
 if __name__ == "__main__":
