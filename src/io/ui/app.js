@@ -4,7 +4,7 @@
  * (members and per-service counts) and, on a service's page,
  * GET /v1/instances/NAME?all=1&index=I&wait=D. Each answer is rendered and
  * the next query sent at once, so a change shows as soon as the agent knows
- * it. /v1/info (counters) is polled every 5 s.
+ * it. /v1/info (counters) is read every 5 s and about a second after a change.
  *
  * Everything the agent says is untrusted (instance metadata comes from any
  * registering client): the page builds nodes with textContent and
@@ -441,7 +441,7 @@ async function clusterLoop() {
       backoff = 500;
       setLive(true, 'live');
       sampleHistory();
-      if (first) refreshInfo();
+      infoSoon(first ? 0 : 1000);
       render();
     } catch (e) {
       setLive(false, 'agent unreachable, retrying');
@@ -450,6 +450,12 @@ async function clusterLoop() {
       backoff = Math.min(backoff * 2, 5000);
     }
   }
+}
+
+let infoTimer = null;
+/* Reads /v1/info after a change, at most once per `ms`. */
+function infoSoon(ms) {
+  if (infoTimer === null) infoTimer = setTimeout(() => { infoTimer = null; refreshInfo(); }, ms);
 }
 
 async function refreshInfo() {
