@@ -210,7 +210,7 @@ static const char *status_text(int status)
 static int conn_queue_response(struct http_conn *c, int status, const char *content_type,
                                const char *headers, char *body)
 {
-    char head[1536];
+    char head[512 + SHOAL_HTTP_EXTRA_HEADERS];
     size_t blen = body ? strlen(body) : 0;
     int n;
 
@@ -221,7 +221,7 @@ static int conn_queue_response(struct http_conn *c, int status, const char *cont
     bool no_body = status < 200 || status == 204 || status == 304;
     if (!content_type)
         content_type = "application/json";
-    if (!headers || strlen(headers) > 1024)
+    if (!headers || strlen(headers) >= SHOAL_HTTP_EXTRA_HEADERS)
         headers = "";
     if (no_body) {
         blen = 0;
@@ -821,6 +821,12 @@ void shoal_http_server_free(struct shoal_http_server *s)
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
                       const char *content_type, char *body)
 {
+    return shoal_http_reply_headers(s, conn_id, status, content_type, NULL, body);
+}
+
+bool shoal_http_reply_headers(struct shoal_http_server *s, uint64_t conn_id, int status,
+                              const char *content_type, const char *headers, char *body)
+{
     struct http_conn *c = s && !s->dying ? conn_find(s, conn_id) : NULL;
     if (!c || !c->awaiting || c->lingering) {
         free(body);
@@ -828,7 +834,7 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
     }
     s->depth++;
     c->awaiting = false;
-    int rc = conn_queue_response(c, status, content_type, NULL, body);
+    int rc = conn_queue_response(c, status, content_type, headers, body);
     if (rc == 0)
         rc = conn_process(c); /* sends, then parses pipelined requests */
     bool ok = !c->write_failed;

@@ -30,8 +30,6 @@
 #include "io/ui_assets.h"
 
 #define UI_KICK_S 0.02      /* coalesce a burst of changes into one answer */
-#define UI_MAX_ASSETS 8     /* header strings kept per embedded file */
-#define UI_HEADERS_MAX 1024 /* io/http.h's limit for resp->headers */
 
 /* Sent with every UI file. 'self' only: no inline script or style, no
  * other origin, no framing (the page shows untrusted metadata). */
@@ -57,8 +55,6 @@ struct shoal_ui {
     uint64_t member_changes;
     ev_timer kick; /* answers waiters a moment after a change */
 };
-
-static char asset_headers[UI_MAX_ASSETS][UI_HEADERS_MAX];
 
 /* ------------------------------------------------------------ replies */
 
@@ -115,25 +111,24 @@ static bool etag_matches(const char *inm, const char *etag)
     return false;
 }
 
-static const char *headers_for(size_t i)
+/* The ETag, the cache policy and the security headers of asset a. */
+static void asset_headers(const struct shoal_ui_asset *a, struct shoal_http_resp *resp)
 {
-    const struct shoal_ui_asset *a = &shoal_ui_assets[i];
-    char *h = asset_headers[i];
-    if (!h[0])
-        snprintf(h, UI_HEADERS_MAX, "ETag: %s\r\nCache-Control: %s\r\n" UI_SECURITY_HEADERS,
-                 a->etag, a->immutable ? "public, max-age=31536000, immutable" : "no-cache");
-    return h;
+    _Static_assert(sizeof(UI_SECURITY_HEADERS) + 128 < SHOAL_HTTP_EXTRA_HEADERS,
+                   "the UI's headers fit io/http.h's extra header space");
+    snprintf(resp->headers, sizeof(resp->headers), "ETag: %s\r\nCache-Control: %s\r\n%s",
+             a->etag, a->immutable ? "public, max-age=31536000, immutable" : "no-cache",
+             UI_SECURITY_HEADERS);
 }
 
 static void serve_asset(const struct shoal_http_req *req, const char *name,
                         struct shoal_http_resp *resp)
 {
-    _Static_assert(UI_MAX_ASSETS >= 3, "index.html, app.js and app.css");
-    for (size_t i = 0; i < shoal_ui_n_assets && i < UI_MAX_ASSETS; i++) {
+    for (size_t i = 0; i < shoal_ui_n_assets; i++) {
         const struct shoal_ui_asset *a = &shoal_ui_assets[i];
         if (strcmp(a->name, name) != 0)
             continue;
-        resp->headers = headers_for(i);
+        asset_headers(a, resp);
         if (req->if_none_match && etag_matches(req->if_none_match, a->etag)) {
             resp->status = 304;
             return;
@@ -142,7 +137,7 @@ static void serve_asset(const struct shoal_http_req *req, const char *name,
         resp->content_type = a->content_type;
         resp->body = malloc(a->len + 1);
         if (!resp->body) {
-            resp->headers = NULL;
+            resp->headers[0] = 0;
             reply_error(resp, 500, "out of memory");
             return;
         }
@@ -150,7 +145,7 @@ static void serve_asset(const struct shoal_http_req *req, const char *name,
         return;
     }
     /* an old page asking for the script of an older build lands here too */
-    resp->headers = UI_SECURITY_HEADERS;
+    snprintf(resp->headers, sizeof(resp->headers), "%s", UI_SECURITY_HEADERS);
     reply_text(resp, 404, "text/plain; charset=utf-8", "no such file in the UI\n");
 }
 
@@ -426,7 +421,7 @@ bool shoal_ui_handle(struct shoal_api *api, uint64_t conn_id, const struct shoal
     if (!ui_path) {
         api_cluster(api, conn_id, req, resp);
     } else if (strcmp(req->path, "/ui") == 0) {
-        resp->headers = "Location: /ui/\r\n";
+        snprintf(resp->headers, sizeof(resp->headers), "Location: /ui/\r\n");
         reply_text(resp, 301, "text/plain; charset=utf-8", "moved to /ui/\n");
     } else {
         const char *name = req->path + 4;
