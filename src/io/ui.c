@@ -333,18 +333,26 @@ static bool parse_cluster_query(const char *qs, bool *has_index, uint64_t *index
                                 uint32_t *wait_ms, struct shoal_http_resp *resp)
 {
     char v[64];
+    int n_index = 0, n_wait = 0;
     *has_index = false;
     *wait_ms = SHOAL_API_WAIT_DEFAULT_MS;
     for (const char *p = qs; *p;) {
         size_t len = strcspn(p, "&");
         const char *eq = memchr(p, '=', len);
         size_t klen = eq ? (size_t)(eq - p) : len;
-        if (len && !((klen == 5 && memcmp(p, "index", 5) == 0) ||
-                     (klen == 4 && memcmp(p, "wait", 4) == 0))) {
+        bool is_index = klen == 5 && memcmp(p, "index", 5) == 0;
+        bool is_wait = klen == 4 && memcmp(p, "wait", 4) == 0;
+        if (len && !is_index && !is_wait) {
             reply_error(resp, 400, "unknown query parameter (expected index, wait)");
             return false;
         }
+        n_index += is_index;
+        n_wait += is_wait;
         p += len + (p[len] == '&');
+    }
+    if (n_index > 1 || n_wait > 1) {
+        reply_error(resp, 400, "\"index\" and \"wait\" may be given once each");
+        return false;
     }
     if (shoal_http_query_get(qs, "index", v, sizeof(v))) {
         size_t digits = strspn(v, "0123456789");

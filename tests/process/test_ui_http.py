@@ -151,7 +151,8 @@ def cluster_blocking(h):
     h.note("kill -9 of n3: n1's waiter answered after %.2f s with n3 %s" % (b.at, st["n3"]))
 
     for qs, why in (("?index=abc", "index"), ("?index=1&wait=11m", "wait"), ("?wait=xyz", "wait"),
-                    ("?foo=1", "unknown"), ("?index=99999999999999999999999", "index")):
+                    ("?foo=1", "unknown"), ("?index=99999999999999999999999", "index"),
+                    ("?index=1&index=2", "once"), ("?wait=1s&wait=2s", "once"), ("?index=", "index")):
         st, doc, _, _ = http_request(n1.http, "GET", "/v1/cluster" + qs)
         check(st == 400 and why in doc.get("error", ""), "GET /v1/cluster%s: %s %r" % (qs, st, doc))
 
