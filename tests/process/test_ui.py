@@ -245,8 +245,7 @@ def ui_live(h):
         shot(h, d, "overview-after-kill")
 
         # the browser console saw no errors (a CSP violation would show here)
-        errs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"
-                and "favicon" not in e.get("message", "")]
+        errs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
         check(not errs, lambda: "browser console errors: %r" % errs)
     finally:
         d.quit()

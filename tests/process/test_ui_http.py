@@ -67,6 +67,10 @@ def ui_files(h):
                 check(bad not in text, "app.js uses %s" % bad)
             check(not re.search(r"fetch\(['\"]https?:", text), "app.js fetches from elsewhere")
 
+    st, _, body, hd = get(a, "/ui/favicon.svg")
+    check(st == 200 and hd["content-type"] == "image/svg+xml" and body.startswith(b"<svg")
+          and hd.get("cache-control") == "no-cache", "favicon: %s %r" % (st, hd))
+
     st, _, _, _ = get(a, "/ui/app.0000000000000000.js")
     check(st == 404, "an unknown file: %s" % st)
     st, _, _, _ = get(a, "/ui/../v1/info")
