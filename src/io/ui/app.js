@@ -442,7 +442,8 @@ async function clusterLoop() {
       setLive(true, 'live');
       sampleHistory();
       infoSoon(first ? 0 : 1000);
-      render();
+      if (state.page === 'service') renderAgent();  // its rows follow their own query
+      else render();
     } catch (e) {
       setLive(false, 'agent unreachable, retrying');
       index = 0;
