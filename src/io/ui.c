@@ -29,7 +29,7 @@
 #include "io/node.h"
 #include "io/ui_assets.h"
 
-#define UI_KICK_S 0.02      /* coalesce a burst of changes into one answer */
+#define UI_KICK_S 0.02 /* coalesce a burst of changes into one answer */
 
 /* Sent with every UI file. 'self' only: no inline script or style, no
  * other origin, no framing (the page shows untrusted metadata). */
@@ -116,8 +116,8 @@ static void asset_headers(const struct shoal_ui_asset *a, struct shoal_http_resp
 {
     _Static_assert(sizeof(UI_SECURITY_HEADERS) + 128 < SHOAL_HTTP_EXTRA_HEADERS,
                    "the UI's headers fit io/http.h's extra header space");
-    snprintf(resp->headers, sizeof(resp->headers), "ETag: %s\r\nCache-Control: %s\r\n%s",
-             a->etag, a->immutable ? "public, max-age=31536000, immutable" : "no-cache",
+    snprintf(resp->headers, sizeof(resp->headers), "ETag: %s\r\nCache-Control: %s\r\n%s", a->etag,
+             a->immutable ? "public, max-age=31536000, immutable" : "no-cache",
              UI_SECURITY_HEADERS);
 }
 
@@ -174,10 +174,10 @@ static json_t *members_json(struct shoal_api *api)
         int64_t ago = now - m.since_ms;
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", m.name,
                                              "addr", shoal_addr_format(&m.addr, a, sizeof(a)),
-                                             "status", shoal_status_name(m.status),
-                                             "incarnation", (json_int_t)m.incarnation,
-                                             "generation", (json_int_t)m.generation,
-                                             "changed_ms_ago", (json_int_t)(ago > 0 ? ago : 0)));
+                                             "status", shoal_status_name(m.status), "incarnation",
+                                             (json_int_t)m.incarnation, "generation",
+                                             (json_int_t)m.generation, "changed_ms_ago",
+                                             (json_int_t)(ago > 0 ? ago : 0)));
     }
     return arr;
 }
@@ -204,12 +204,11 @@ static json_t *services_json(struct shoal_api *api)
         for (size_t j = 0; j < k && j < most; j++)
             if (v[j]->health < SHOAL_HEALTH_COUNT)
                 by[v[j]->health]++;
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "name", sv[i].name,
-                                             "passing", (json_int_t)by[SHOAL_PASSING],
-                                             "warning", (json_int_t)by[SHOAL_WARNING],
-                                             "critical", (json_int_t)by[SHOAL_CRITICAL],
-                                             "total", (json_int_t)sv[i].total, "served",
-                                             (json_int_t)sv[i].passing));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "name", sv[i].name, "passing",
+                           (json_int_t)by[SHOAL_PASSING], "warning", (json_int_t)by[SHOAL_WARNING],
+                           "critical", (json_int_t)by[SHOAL_CRITICAL], "total",
+                           (json_int_t)sv[i].total, "served", (json_int_t)sv[i].passing));
     }
     free(v);
     free(sv);
@@ -230,8 +229,8 @@ static json_t *cluster_json(struct shoal_api *api)
         return NULL;
     }
     return json_pack("{s:I, s:s, s:o, s:o}", "index", (json_int_t)cluster_index(api), "self",
-                     shoal_swim_config(shoal_node_swim(api->node))->name, "members", m,
-                     "services", s);
+                     shoal_swim_config(shoal_node_swim(api->node))->name, "members", m, "services",
+                     s);
 }
 
 static void waiter_unlink(struct shoal_ui *ui, struct shoal_api *api, struct ui_waiter *w)
@@ -329,8 +328,8 @@ void shoal_ui_close(struct shoal_api *api)
 }
 
 /* index=N (a whole number) and wait=D (a duration up to 10 m), nothing else. */
-static bool parse_cluster_query(const char *qs, bool *has_index, uint64_t *index,
-                                uint32_t *wait_ms, struct shoal_http_resp *resp)
+static bool parse_cluster_query(const char *qs, bool *has_index, uint64_t *index, uint32_t *wait_ms,
+                                struct shoal_http_resp *resp)
 {
     char v[64];
     int n_index = 0, n_wait = 0;

@@ -11,10 +11,10 @@
 #include <stddef.h>
 
 struct shoal_ui_asset {
-    const char *name;         /* "index.html", "app.0123456789abcdef.js", ... */
-    const char *content_type; /* with charset */
-    const char *etag;         /* quoted, as sent */
-    bool immutable;           /* the name changes with the content */
+    const char *name;          /* "index.html", "app.0123456789abcdef.js", ... */
+    const char *content_type;  /* with charset */
+    const char *etag;          /* quoted, as sent */
+    bool immutable;            /* the name changes with the content */
     const unsigned char *data; /* len bytes, then a NUL */
     size_t len;
 };
