@@ -35,6 +35,7 @@
 #include "io/joiner.h"
 #include "io/log.h"
 #include "io/metrics.h"
+#include "io/ui.h"
 #include "io/node.h"
 #include "io/procinfo.h"
 #include "io/regstore.h"
@@ -663,13 +664,15 @@ static void agent_reg_changed(void *ud)
 {
     struct agent *a = ud;
     shoal_api_registry_changed(&a->api);
+    shoal_ui_notify(&a->api, false);
 }
 
-/* SWIM events: metrics count flaps from them. */
+/* SWIM events: metrics count flaps from them; the web UI shows them. */
 static void agent_event(void *ud, const struct shoal_event *ev)
 {
     struct agent *a = ud;
     shoal_metrics_event(&a->metrics, shoal_node_clock_ms(), ev);
+    shoal_ui_notify(&a->api, true);
     shoal_joinset_event(&a->joins, ev);
 }
 

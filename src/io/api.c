@@ -41,6 +41,7 @@
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
+#include "io/ui.h"
 #include "wire/wire.h"
 
 #define API_ECHO_MAX 96          /* bytes of request text quoted in errors */
@@ -1061,7 +1062,9 @@ static void waiter_unlink(struct api_waiter *w)
 /* Answers a detached waiter with the current result and frees it. */
 static void waiter_answer(struct api_waiter *w)
 {
-    json_t *v = query_result(w->api, &w->q);
+    /* a client that went away (a page closed) costs no answer: building a
+     * 10,000-instance one takes a good part of a second */
+    json_t *v = shoal_http_awaiting(w->api->http, w->conn) ? query_result(w->api, &w->q) : NULL;
     char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     int status = body ? 200 : 500;
@@ -1116,6 +1119,7 @@ void shoal_api_close(struct shoal_api *api)
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
     shoal_consul_close(api);
+    shoal_ui_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1410,6 +1414,8 @@ bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoa
     char p[API_ECHO_MAX + 1], m[API_ECHO_MAX + 1];
     char arg[SHOAL_ID_MAX * 3 + 1];
 
+    if (shoal_ui_handle(api, conn_id, req, resp))
+        return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *rp = routes[i].path;
         size_t rlen = strlen(rp);
