@@ -1414,8 +1414,6 @@ bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoa
     char p[API_ECHO_MAX + 1], m[API_ECHO_MAX + 1];
     char arg[SHOAL_ID_MAX * 3 + 1];
 
-    if (shoal_ui_handle(api, conn_id, req, resp))
-        return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *rp = routes[i].path;
         size_t rlen = strlen(rp);
@@ -1454,8 +1452,10 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
     struct shoal_api *api = ud;
     char p[API_ECHO_MAX + 1];
 
-    /* Native routes first: they win where a path could mean both. */
-    if (shoal_api_native(api, conn_id, req, resp) || shoal_consul_handle(api, conn_id, req, resp))
+    /* The web UI (/ui/, /v1/cluster), then native routes: they win where a
+     * path could mean both; then Consul's. */
+    if (shoal_ui_handle(api, conn_id, req, resp) || shoal_api_native(api, conn_id, req, resp) ||
+        shoal_consul_handle(api, conn_id, req, resp))
         return;
     echo_safe(p, sizeof(p), req->path);
     reply_error(resp, 404, "no such endpoint: %s", p);
