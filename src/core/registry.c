@@ -19,6 +19,11 @@
 #define NEVER INT64_MAX
 #define GOSSIP_DATAGRAMS_PER_PEER 8 /* per tick: lets a burst drain quickly */
 #define NOTICE_SYNC_GAP_MS 1000     /* at most one notice-driven sync per second */
+#define REGOSSIP_MAX 64             /* sync messages this small are gossiped on */
+#define VERIFY_RETRY_MS 1000        /* an owner sync not answered: ask again */
+#define VERIFY_MAX_MS 10000         /* then serve what we hold anyway (counted) */
+#define RESP_DIGESTS_MAX 4096       /* digests on a sync answer's last part */
+#define OWNER_SYNC_GAP_MS 5000      /* floor refusals ask the owner at most this often */
 
 struct owner;
 
@@ -27,6 +32,7 @@ struct entry {
     struct owner *owner;
     uint64_t hash;       /* this entry's share of the owner digest */
     int64_t tomb_at;     /* when it became a tombstone here */
+    uint64_t seen_conn;  /* the last owner sync stream that carried it */
     uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
     uint32_t spos;       /* service vector position + 1; 0 = not indexed */
     uint32_t opos;       /* own vector position + 1 (our own entries) */
@@ -42,11 +48,19 @@ struct owner {
     char name[SHOAL_NAME_MAX];
     uint64_t generation;
     uint64_t max_version;
-    uint64_t floor; /* newest version forgotten (tombstones collected, wipes) */
+    uint64_t floor; /* newest tombstone collected (or all, once left) */
     uint64_t hash;
     uint32_t count;
     uint8_t status; /* membership status (enum shoal_status) */
     int64_t dead_since;
+    /* Back from dead: what we hold may be stale (deregistrations missed),
+     * so it is not served until a sync with the owner itself (regheal). */
+    bool unverified;
+    int64_t verify_deadline, next_verify;
+    int64_t next_owner_sync; /* floor refusals: ask the owner, rate-limited */
+    uint64_t sweep_conn;     /* owner sync stream whose entries are marked */
+    uint64_t sweep_max;      /* highest version the owner sent on it */
+    bool want_owner_sync;
     struct shoal_strmap ids; /* id -> struct entry */
 };
 
@@ -80,7 +94,15 @@ struct shoal_registry {
     uint64_t index;
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
     bool push_pending;   /* new events to push before the next regular tick */
-    bool applying_sync;  /* events from anti-entropy are not re-gossiped */
+    bool applying_sync;  /* events from a big anti-entropy message are not re-gossiped */
+    bool synced;         /* one anti-entropy exchange has completed */
+    int64_t next_first_sync;
+    bool notice_pending; /* a notice came within the gap: sync when it ends */
+    struct shoal_addr notice_addr;
+    int64_t next_verify; /* earliest owner sync to ask for or verification deadline */
+    /* While a stream from an owner is applied: its conn and name. */
+    uint64_t owner_conn;
+    const char *owner_from;
 
     /* Scratch for building messages (shallow copies of entries). */
     struct shoal_instance *ev;
@@ -275,8 +297,6 @@ static void entry_drop(struct shoal_registry *r, struct entry *e)
         service_bump(r, e->in.service);
         notify(r, SHOAL_REG_REMOVED, e->in.service, o->name, e->in.id);
     }
-    if (e->in.version > o->floor)
-        o->floor = e->in.version;
     o->hash ^= e->hash;
     o->count--;
     shoal_strmap_del(&o->ids, e->in.id);
@@ -295,6 +315,8 @@ static void owner_wipe(struct shoal_registry *r, struct owner *o)
         i++;
     }
 }
+
+static void owner_services_bump(struct shoal_registry *r, struct owner *o);
 
 /* Applies one event: the single rule of the replicated map. Returns the
  * entry if it changed what we hold, else NULL. */
@@ -331,9 +353,27 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
         o->max_version = o->floor = 0;
     }
     struct entry *e = shoal_strmap_get(&o->ids, ev->id);
-    if ((e && ev->version <= e->in.version) || (!e && ev->version <= o->floor)) {
+    if (e && ev->version <= e->in.version) {
         r->stats.events_stale++;
         return NULL;
+    }
+    if (!e && ev->version <= o->floor) {
+        /* At or below a tombstone we collected: it may be that one's id
+         * coming back, so only the owner itself (which never sends a
+         * deregistered id live again) may add it, live or tombstone. A
+         * refusal of a live event from anyone else means we may lack one
+         * of the owner's live instances: ask the owner (rate-limited). */
+        bool from_owner = r->owner_conn && strcmp(ev->owner, r->owner_from) == 0;
+        if (!from_owner || o->status == SHOAL_LEFT) {
+            r->stats.events_stale++;
+            if (!ev->deleted && !local && is_live_status(o->status)) {
+                r->stats.floor_refusals++;
+                o->want_owner_sync = true;
+                if (now < r->next_verify)
+                    r->next_verify = now;
+            }
+            return NULL;
+        }
     }
     bool created = !e;
     if (created) {
@@ -878,7 +918,32 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
     }
     m.n_wants = (uint32_t)n_wants;
     m.last = true;
+    /* The sent owners' digests ride on the last part: a receiver whose
+     * content then matches adopts the version (adopt_versions). */
+    for (size_t k = 0; k < n_owners && k < RESP_DIGESTS_MAX; k++) {
+        struct shoal_reg_digest *d = dg_slot(r, m.n_digests);
+        if (!d)
+            break;
+        m.digests = r->dg;
+        digest_of(owners[k], d);
+        m.n_digests++;
+    }
     r->cfg.send(r->cfg.ud, to, &m);
+}
+
+/* Same content (generation, entry count and hash) but a lower highest
+ * version: the versions in between were tombstones collected before they
+ * reached us (a partition longer than the tombstone TTL). Nothing is
+ * missing, so take the version; else the digests would differ forever. */
+static void adopt_versions(struct shoal_registry *r, const struct shoal_reg_digest *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct owner *o = owner_get(r, d[i].owner, false);
+        if (o && o != r->self && o->generation == d[i].generation && o->hash == d[i].hash &&
+            o->count == d[i].count && d[i].version > o->max_version) {
+            o->max_version = d[i].version;
+        }
+    }
 }
 
 static bool digest_equal(const struct owner *o, const struct shoal_reg_digest *d)
@@ -911,6 +976,7 @@ static void on_sync_req(struct shoal_registry *r, const struct shoal_reg_peer *s
                         const struct shoal_reg_msg *m)
 {
     r->stats.syncs_served++;
+    adopt_versions(r, m->digests, m->n_digests);
     struct owner **send = calloc(r->owners.n + 1, sizeof(*send));
     size_t n_send = 0, n_wants = 0;
     if (!send)
@@ -955,36 +1021,103 @@ static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_p
     free(send);
 }
 
+/* An owner's own full state (its sync stream's last part): it is the only
+ * writer, so what it no longer holds at or below the newest version it sent
+ * was deregistered and collected there. Drop it here too: that is what
+ * makes a stale replica whole again whatever it missed. Then what we hold
+ * of it is verified. */
+static void owner_stream_done(struct shoal_registry *r, struct owner *o, uint64_t conn)
+{
+    if (o->sweep_conn == conn && conn) {
+        for (size_t k = 0; k < o->ids.cap;) {
+            struct entry *e = o->ids.slots[k].value;
+            if (o->ids.slots[k].key && e->seen_conn != conn && e->in.version <= o->sweep_max) {
+                entry_drop(r, e);
+                r->stats.swept++;
+                continue; /* backward shift may have moved a key here */
+            }
+            k++;
+        }
+    }
+    o->sweep_conn = 0;
+    o->sweep_max = 0;
+    o->want_owner_sync = false;
+    if (o->unverified) {
+        o->unverified = false;
+        r->stats.verified++;
+        owner_services_bump(r, o);
+    }
+}
+
 void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct shoal_reg_peer *src,
                          const struct shoal_reg_msg *m)
 {
     bool stream = m->type != SHOAL_REG_GOSSIP;
-    r->applying_sync = stream;
+    bool owner_stream = stream && src->conn &&
+                        (m->type == SHOAL_REG_SYNC_RESP || m->type == SHOAL_REG_SYNC_DATA);
+    struct owner *sender = owner_stream ? owner_get(r, m->from, false) : NULL;
+    /* A small anti-entropy message (a repair, a pulled notice) is gossiped
+     * on like fresh news; a big one (a join) is not, it would flood. */
+    r->applying_sync = stream && m->n_events > REGOSSIP_MAX;
+    if (sender && sender != r->self) {
+        r->owner_conn = src->conn;
+        r->owner_from = sender->name;
+    }
     for (uint32_t i = 0; i < m->n_events; i++) {
-        apply_event(r, &m->events[i], now, false);
+        const struct shoal_instance *ev = &m->events[i];
+        struct entry *e = apply_event(r, ev, now, false);
         if (stream)
             r->stats.sync_events_received++;
+        if (e && stream && !r->applying_sync)
+            r->stats.regossiped++;
+        if (r->owner_conn && strcmp(ev->owner, r->owner_from) == 0 &&
+            ev->generation == sender->generation) {
+            e = shoal_strmap_get(&sender->ids, ev->id);
+            if (e)
+                e->seen_conn = src->conn;
+            if (sender->sweep_conn != src->conn)
+                sender->sweep_max = 0;
+            sender->sweep_conn = src->conn;
+            if (ev->version > sender->sweep_max)
+                sender->sweep_max = ev->version;
+        }
     }
+    r->owner_conn = 0;
+    r->owner_from = NULL;
     r->applying_sync = false;
     switch (m->type) {
     case SHOAL_REG_GOSSIP:
-        /* Notices: an event too big for a datagram; pull it by anti-entropy. */
+        /* Notices: an event too big for a datagram; pull it by anti-entropy.
+         * Within the gap after the last such sync, remember it for when the
+         * gap ends: a dropped notice would wait for the periodic sync. */
         for (uint32_t i = 0; i < m->n_digests; i++) {
             const struct shoal_reg_digest *d = &m->digests[i];
             struct owner *o = owner_get(r, d->owner, false);
-            if (strcmp(d->owner, r->cfg.self) != 0 && they_have_more(o, d) &&
-                now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
+            if (strcmp(d->owner, r->cfg.self) == 0 || !they_have_more(o, d))
+                continue;
+            if (now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
                 r->last_notice_sync = now;
+                r->notice_pending = false;
                 shoal_registry_sync_with(r, now, &src->addr);
-                break;
+            } else {
+                r->notice_pending = true;
+                r->notice_addr = src->addr;
             }
+            break;
         }
         break;
     case SHOAL_REG_SYNC_REQ:
         on_sync_req(r, src, m);
         break;
     case SHOAL_REG_SYNC_RESP:
-        if (m->last)
+    case SHOAL_REG_SYNC_DATA:
+        if (!m->last)
+            break;
+        r->synced = true;
+        adopt_versions(r, m->digests, m->n_digests);
+        if (sender && sender != r->self && is_live_status(sender->status))
+            owner_stream_done(r, sender, src->conn);
+        if (m->type == SHOAL_REG_SYNC_RESP)
             on_sync_resp_last(r, src, m);
         break;
     default:
@@ -1009,16 +1142,21 @@ void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const ch
 {
     if (strcmp(owner, r->cfg.self) == 0)
         return;
+    bool known = owner_get(r, owner, false) != NULL;
     struct owner *o = owner_get(r, owner, true);
     if (!o)
         return;
-    bool was_live = is_live_status(o->status);
+    bool was_live = known && is_live_status(o->status);
     o->status = status;
+    if (!is_live_status(status)) {
+        o->unverified = false;
+        o->want_owner_sync = false;
+    }
     if (status == SHOAL_LEFT) {
         /* A leaver deregistered its own; whatever is left of it goes now.
          * The floor keeps its late events from bringing anything back. */
         owner_wipe(r, o);
-        o->floor = o->max_version;
+        o->floor = o->max_version; /* also keeps its late events out */
     } else if (generation > o->generation) {
         /* Restarted: it re-announces what it still has under the new one. */
         if (o->count)
@@ -1035,8 +1173,68 @@ void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const ch
     } else {
         o->dead_since = 0;
     }
+    if (!was_live && is_live_status(status)) {
+        /* Back from dead (a healed partition, a pause): deregistrations
+         * may have been missed meanwhile. Hold its instances back until the
+         * owner itself has compared states with us (regheal), at most
+         * VERIFY_MAX_MS; ask it at once. */
+        if (o->count && r->cfg.member_addr) {
+            o->unverified = true;
+            o->verify_deadline = now + VERIFY_MAX_MS;
+            o->next_verify = now;
+            o->want_owner_sync = true;
+            if (now < r->next_verify)
+                r->next_verify = now;
+        }
+        /* A node that has never completed a sync (a restarted seed whose
+         * --join named only itself) gets the registry from the first
+         * member it meets. */
+        if (!r->synced && now >= r->next_first_sync && r->cfg.member_addr) {
+            struct shoal_addr a;
+            r->next_first_sync = now + VERIFY_RETRY_MS;
+            if (r->cfg.member_addr(r->cfg.ud, o->name, &a))
+                shoal_registry_sync_with(r, now, &a);
+        }
+    }
     if (was_live != is_live_status(status))
         owner_services_bump(r, o);
+}
+
+/* Owner syncs asked for (back from dead, floor refusals): one stream to
+ * the owner itself, retried while unverified; the hold ends at the
+ * deadline whatever happened (the owner may not accept streams). */
+static void verify_tick(struct shoal_registry *r, int64_t now)
+{
+    r->next_verify = NEVER;
+    for (size_t i = 0; i < r->owners.cap; i++) {
+        struct owner *o = r->owners.slots[i].value;
+        if (!r->owners.slots[i].key || !is_live_status(o->status))
+            continue;
+        if (o->unverified && now >= o->verify_deadline) {
+            o->unverified = false;
+            r->stats.verify_timeouts++;
+            owner_services_bump(r, o);
+        }
+        if (o->want_owner_sync && now >= o->next_verify && now >= o->next_owner_sync) {
+            struct shoal_addr a;
+            o->next_verify = now + VERIFY_RETRY_MS;
+            if (!o->unverified) {
+                o->want_owner_sync = false; /* a refusal: once per gap */
+                o->next_owner_sync = now + OWNER_SYNC_GAP_MS;
+            }
+            if (r->cfg.member_addr && r->cfg.member_addr(r->cfg.ud, o->name, &a)) {
+                r->stats.owner_syncs++;
+                shoal_registry_sync_with(r, now, &a);
+            }
+        }
+        if (o->unverified && o->verify_deadline < r->next_verify)
+            r->next_verify = o->verify_deadline;
+        if (o->want_owner_sync) {
+            int64_t t = o->next_verify > o->next_owner_sync ? o->next_verify : o->next_owner_sync;
+            if (t < r->next_verify)
+                r->next_verify = t;
+        }
+    }
 }
 
 static void reap_tick(struct shoal_registry *r, int64_t now)
@@ -1048,11 +1246,11 @@ static void reap_tick(struct shoal_registry *r, int64_t now)
             continue;
         int64_t due = o->dead_since + (int64_t)r->cfg.reap_ms;
         if (now >= due) {
-            /* Drop the live entries only, and keep the floor: a death may
-             * be false (a long partition), and an owner that comes back in
-             * the same generation must get its instances back by
-             * anti-entropy. Tombstones stay until their own collection. */
-            uint64_t floor = o->floor;
+            /* Drop the live entries only; the floor does not move: a
+             * death may be false (a long partition), and an owner that
+             * comes back in the same generation must get every live
+             * instance back by anti-entropy, whatever its version.
+             * Tombstones stay until their own collection. */
             for (size_t k = 0; k < o->ids.cap;) {
                 struct entry *e = o->ids.slots[k].value;
                 if (o->ids.slots[k].key && !e->in.deleted) {
@@ -1061,7 +1259,6 @@ static void reap_tick(struct shoal_registry *r, int64_t now)
                 }
                 k++;
             }
-            o->floor = floor;
             r->stats.reaped++;
         } else if (due < r->next_reap) {
             r->next_reap = due;
@@ -1083,6 +1280,8 @@ static void gc_tick(struct shoal_registry *r, int64_t now)
             struct entry *e = o->ids.slots[k].value;
             if (o->ids.slots[k].key && e->in.deleted &&
                 now - e->tomb_at >= (int64_t)r->cfg.tombstone_ttl_ms) {
+                if (e->in.version > o->floor)
+                    o->floor = e->in.version;
                 entry_drop(r, e);
                 r->stats.tombstones_collected++;
                 continue;
@@ -1107,6 +1306,13 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
     }
     if (now >= r->next_reap)
         reap_tick(r, now);
+    if (now >= r->next_verify)
+        verify_tick(r, now);
+    if (r->notice_pending && now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
+        r->notice_pending = false;
+        r->last_notice_sync = now;
+        shoal_registry_sync_with(r, now, &r->notice_addr);
+    }
     if (r->cfg.sync_interval_ms && now >= r->next_sync) {
         struct shoal_addr peer;
         /* Jittered over [interval/2, 3*interval/2) so that nodes started
@@ -1135,6 +1341,10 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
     if (r->push_pending)
         return INT64_MIN; /* now */
     int64_t d = r->next_gc < r->next_reap ? r->next_gc : r->next_reap;
+    if (r->next_verify < d)
+        d = r->next_verify;
+    if (r->notice_pending && r->last_notice_sync + NOTICE_SYNC_GAP_MS < d)
+        d = r->last_notice_sync + NOTICE_SYNC_GAP_MS;
     if (r->qn && r->next_gossip < d)
         d = r->next_gossip;
     if (r->cfg.sync_interval_ms && r->next_sync < d)
@@ -1152,10 +1362,17 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
 
 /* ------------------------------------------------------------ queries */
 
+/* Served: live, and not back from dead with a copy the owner has not
+ * confirmed yet. */
+static bool owner_served(const struct owner *o)
+{
+    return is_live_status(o->status) && !o->unverified;
+}
+
 static bool matches(const struct shoal_registry *r, const struct entry *e,
                     const struct shoal_query *q)
 {
-    if (!q->all && (e->in.health != SHOAL_PASSING || !is_live_status(e->owner->status)))
+    if (!q->all && (e->in.health != SHOAL_PASSING || !owner_served(e->owner)))
         return false;
     (void)r;
     for (size_t i = 0; i < q->n_tags; i++) {
@@ -1206,7 +1423,7 @@ size_t shoal_registry_query(const struct shoal_registry *r, const struct shoal_q
 bool shoal_registry_owner_live(const struct shoal_registry *r, const char *owner)
 {
     const struct owner *o = shoal_strmap_get(&r->owners, owner);
-    return o && is_live_status(o->status);
+    return o && owner_served(o);
 }
 
 static int by_name(const void *a, const void *b)
@@ -1226,8 +1443,7 @@ size_t shoal_registry_services(const struct shoal_registry *r, struct shoal_serv
         if (n < max) {
             size_t passing = 0;
             for (size_t k = 0; k < s->n; k++)
-                passing += s->v[k]->in.health == SHOAL_PASSING &&
-                           is_live_status(s->v[k]->owner->status);
+                passing += s->v[k]->in.health == SHOAL_PASSING && owner_served(s->v[k]->owner);
             out[n] = (struct shoal_service_summary){s->name, passing, s->n};
         }
         n++;
@@ -1297,12 +1513,37 @@ const struct shoal_registry_stats *shoal_registry_stats(const struct shoal_regis
 
 /* ---------------------------------------------------------- lifecycle */
 
+/* Why these relations (docs/faults.md has the story):
+ * - a tombstone must outlive the reap: a replica that missed a
+ *   deregistration while it held the owner dead keeps the old live copy
+ *   until the reap; if the tombstone that would refuse that copy were
+ *   collected first, anti-entropy could carry the copy back;
+ * - a tombstone must survive two anti-entropy rounds, so that a replica
+ *   that missed it by gossip still gets it by a sync before it goes;
+ * - membership must remember a dead member at least until its instances
+ *   are reaped: a forgotten member's instances are wiped at once, which
+ *   would silently cut the registry's reap time short. */
+const char *shoal_registry_config_check(const struct shoal_registry_config *c,
+                                        uint32_t member_reap_ms)
+{
+    if (c->tombstone_ttl_ms < c->reap_ms)
+        return "--tombstone-ttl must be at least --registry-reap (a deregistered instance could "
+               "come back from a replica that held its owner dead)";
+    if (c->sync_interval_ms && (uint64_t)c->tombstone_ttl_ms < 2ull * c->sync_interval_ms)
+        return "--tombstone-ttl must be at least twice --sync-interval (a replica that missed a "
+               "deregistration must get the tombstone by anti-entropy before it is collected)";
+    if (member_reap_ms && member_reap_ms < c->reap_ms)
+        return "--reap (dead members' retention) must be at least --registry-reap (a forgotten "
+               "member's instances would be dropped before their reap time)";
+    return NULL;
+}
+
 struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c, int *err)
 {
     int e = 0;
     if (!shoal_name_valid(c->self) || !c->send || !c->gossip_interval_ms ||
         !c->retransmit_mult || c->max_datagram < SHOAL_ENVELOPE_BYTES + 512 ||
-        c->max_stream_part < 65536)
+        c->max_stream_part < 65536 || shoal_registry_config_check(c, 0))
         e = SHOAL_EINVAL;
     struct shoal_registry *r = e ? NULL : calloc(1, sizeof(*r));
     if (!e && !r)
@@ -1321,6 +1562,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
             r->last_notice_sync = INT64_MIN / 2;
             r->next_gossip = (int64_t)(shoal_strhash(c->self) % c->gossip_interval_ms);
             r->next_reap = NEVER;
+            r->next_verify = NEVER;
         }
     }
     if (err)

@@ -317,11 +317,15 @@ static bool confirm_suspicion(struct shoal_swim *s, struct shoal_member *m, cons
     (void)now;
     if (!from[0])
         return false;
-    for (uint32_t i = 0; i < m->n_confirmers; i++)
+    /* n_confirmers never exceeds the array: a confirmer we cannot record
+     * could not be told from a duplicate later, so it is not counted.
+     * Lifeguard needs only mult - 2 confirmations (sec. 4.2), far fewer. */
+    for (uint32_t i = 0; i < m->n_confirmers && i < SHOAL_MAX_CONFIRMERS; i++)
         if (strcmp(m->confirmers[i], from) == 0)
             return false;
-    if (m->n_confirmers < SHOAL_MAX_CONFIRMERS)
-        name_copy(m->confirmers[m->n_confirmers], from);
+    if (m->n_confirmers >= SHOAL_MAX_CONFIRMERS)
+        return false;
+    name_copy(m->confirmers[m->n_confirmers], from);
     m->n_confirmers++;
     /* The first suspecter starts the timer; others confirm it. */
     uint32_t confirmations = m->n_confirmers - 1;
@@ -377,6 +381,16 @@ static void apply_about_self(struct shoal_swim *s, const struct shoal_update *u,
     }
     if (u->status == SHOAL_ALIVE && u->incarnation <= me->info.incarnation)
         return;
+    if (u->status != SHOAL_ALIVE && u->incarnation < me->info.incarnation) {
+        /* A claim about an incarnation we have already outgrown (a stale
+         * suspicion still in flight, or a backlog read after a pause): our
+         * alive already overrides it everywhere (DESIGN.md precedence), so
+         * raising again would only add refutations. Make sure the sender
+         * hears our current state. */
+        s->stats.stale_claims++;
+        enqueue(s, me, NULL);
+        return;
+    }
     /* Suspect/dead/left about us at our generation, or a stale alive with an
      * incarnation we must outgrow: refute (Lifeguard: we may be the slow one). */
     me->info.incarnation = (u->incarnation > me->info.incarnation ? u->incarnation

@@ -78,6 +78,7 @@ struct shoal_swim_config {
 struct shoal_swim_stats {
     uint64_t probes_sent, probes_failed, ping_reqs_sent, acks_relayed, nacks_sent;
     uint64_t suspicions, refutes, deaths, conflicts;
+    uint64_t stale_claims; /* suspect/dead about an incarnation of ours already refuted */
     uint64_t updates_applied, updates_stale, gossip_sent, pushpulls;
     uint64_t msgs_in, msgs_out, msgs_ignored;
 };

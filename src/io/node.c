@@ -477,6 +477,19 @@ static size_t node_reg_peers(void *ud, size_t k, struct shoal_addr *out)
     return shoal_swim_random_members(n->swim, k, out);
 }
 
+/* The registry syncs with an owner itself when it comes back from dead:
+ * its address, if membership holds it live. */
+static bool node_reg_member_addr(void *ud, const char *name, struct shoal_addr *out)
+{
+    struct shoal_node *n = ud;
+    struct shoal_member_info m;
+    if (!shoal_swim_member_find(n->swim, name, &m) ||
+        (m.status != SHOAL_ALIVE && m.status != SHOAL_SUSPECT))
+        return false;
+    *out = m.addr;
+    return true;
+}
+
 static void node_reg_changed(void *ud, const struct shoal_reg_change *c)
 {
     struct shoal_node *n = ud;
@@ -619,6 +632,7 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     rc_cfg.send = node_reg_send;
     rc_cfg.peers = node_reg_peers;
     rc_cfg.changed = node_reg_changed;
+    rc_cfg.member_addr = node_reg_member_addr;
     n->reg = shoal_registry_new(&rc_cfg, &rc);
     if (!n->reg) {
         if (rc == 0)
