@@ -8,6 +8,7 @@
  * version) than what is held wins; a newer generation wipes the old one.
  */
 #include "core/registry.h"
+#include "core/registry_int.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,103 +16,6 @@
 
 #include "core/strmap.h"
 #include "shoal/error.h"
-
-#define NEVER INT64_MAX
-#define GOSSIP_DATAGRAMS_PER_PEER 8 /* per tick: lets a burst drain quickly */
-#define NOTICE_SYNC_GAP_MS 1000     /* at most one notice-driven sync per second */
-#define REGOSSIP_MAX 64             /* sync messages this small are gossiped on */
-#define VERIFY_RETRY_MS 1000        /* an owner sync not answered: ask again */
-#define VERIFY_MAX_MS 10000         /* then serve what we hold anyway (counted) */
-#define RESP_DIGESTS_MAX 4096       /* digests on a sync answer's last part */
-#define OWNER_SYNC_GAP_MS 5000      /* floor refusals ask the owner at most this often */
-
-struct owner;
-
-struct entry {
-    struct shoal_instance in; /* in.owner/in.id are the key */
-    struct owner *owner;
-    uint64_t hash;       /* this entry's share of the owner digest */
-    int64_t tomb_at;     /* when it became a tombstone here */
-    uint64_t seen_conn;  /* the last owner sync stream that carried it */
-    uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
-    uint32_t spos;       /* service vector position + 1; 0 = not indexed */
-    uint32_t opos;       /* own vector position + 1 (our own entries) */
-    /* Our own TTL instances: when the TTL last passed (or registration). */
-    int64_t ttl_base;
-    /* Our own instances: the TTL's part of the health (passing without a
-     * TTL), and since when the instance is critical (valid while it is). */
-    uint8_t ttl_health;
-    int64_t critical_since;
-};
-
-struct owner {
-    char name[SHOAL_NAME_MAX];
-    uint64_t generation;
-    uint64_t max_version;
-    uint64_t floor; /* newest tombstone collected (or all, once left) */
-    uint64_t hash;
-    uint32_t count;
-    uint8_t status; /* membership status (enum shoal_status) */
-    int64_t dead_since;
-    /* Back from dead: what we hold may be stale (deregistrations missed),
-     * so it is not served until a sync with the owner itself (regheal). */
-    bool unverified;
-    int64_t verify_deadline, next_verify;
-    int64_t next_owner_sync; /* floor refusals: ask the owner, rate-limited */
-    uint64_t sweep_conn;     /* owner sync stream whose entries are marked */
-    uint64_t sweep_max;      /* highest version the owner sent on it */
-    bool want_owner_sync;
-    struct shoal_strmap ids; /* id -> struct entry */
-};
-
-struct service {
-    char *name;
-    struct entry **v;
-    size_t n, cap;
-    uint64_t index;
-};
-
-struct qitem {
-    struct entry *e;
-    uint32_t transmits;
-    uint64_t order; /* newer events have higher order */
-};
-
-struct shoal_registry {
-    struct shoal_registry_config cfg;
-    struct shoal_registry_stats stats;
-    struct shoal_strmap owners;   /* name -> struct owner */
-    struct shoal_strmap services; /* name -> struct service */
-    struct owner *self;
-    uint64_t own_version;
-    struct entry **own; /* our live entries */
-    size_t n_own, cap_own;
-
-    struct qitem *q;
-    size_t qn, qcap;
-    uint64_t qorder;
-
-    uint64_t index;
-    int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
-    bool push_pending;   /* new events to push before the next regular tick */
-    bool applying_sync;  /* events from a big anti-entropy message are not re-gossiped */
-    bool synced;         /* one anti-entropy exchange has completed */
-    int64_t next_first_sync;
-    bool notice_pending; /* a notice came within the gap: sync when it ends */
-    struct shoal_addr notice_addr;
-    int64_t next_verify; /* earliest owner sync to ask for or verification deadline */
-    /* While a stream from an owner is applied: its conn and name. */
-    uint64_t owner_conn;
-    const char *owner_from;
-
-    /* Scratch for building messages (shallow copies of entries). */
-    struct shoal_instance *ev;
-    size_t ev_cap;
-    struct shoal_reg_digest *dg;
-    size_t dg_cap;
-    char (*wants)[SHOAL_NAME_MAX];
-    size_t wants_cap;
-};
 
 /* ---------------------------------------------------------------- small */
 
@@ -153,13 +57,8 @@ static uint64_t entry_hash(const struct shoal_instance *in)
     return h ^ (h >> 29);
 }
 
-static bool is_live_status(uint8_t st)
-{
-    return st == SHOAL_ALIVE || st == SHOAL_SUSPECT;
-}
-
-static void notify(struct shoal_registry *r, enum shoal_reg_change_kind kind, const char *service,
-                   const char *owner, const char *id)
+void shoal_reg__notify(struct shoal_registry *r, enum shoal_reg_change_kind kind,
+                       const char *service, const char *owner, const char *id)
 {
     if (!r->cfg.changed)
         return;
@@ -185,7 +84,7 @@ static struct service *service_get(struct shoal_registry *r, const char *name, b
     return s;
 }
 
-static void service_bump(struct shoal_registry *r, const char *name)
+void shoal_reg__service_bump(struct shoal_registry *r, const char *name)
 {
     struct service *s = service_get(r, name, true);
     r->index++;
@@ -251,7 +150,7 @@ static void queue_remove(struct shoal_registry *r, struct entry *e)
 
 /* ------------------------------------------------------------- entries */
 
-static struct owner *owner_get(struct shoal_registry *r, const char *name, bool create)
+struct owner *shoal_reg__owner_get(struct shoal_registry *r, const char *name, bool create)
 {
     struct owner *o = shoal_strmap_get(&r->owners, name);
     if (o || !create)
@@ -287,15 +186,15 @@ static void own_add(struct shoal_registry *r, struct entry *e)
 }
 
 /* Forgets an entry entirely (digest included). */
-static void entry_drop(struct shoal_registry *r, struct entry *e)
+void shoal_reg__entry_drop(struct shoal_registry *r, struct entry *e)
 {
     struct owner *o = e->owner;
     queue_remove(r, e);
     own_remove(r, e);
     if (e->spos) {
         service_remove(r, e);
-        service_bump(r, e->in.service);
-        notify(r, SHOAL_REG_REMOVED, e->in.service, o->name, e->in.id);
+        shoal_reg__service_bump(r, e->in.service);
+        shoal_reg__notify(r, SHOAL_REG_REMOVED, e->in.service, o->name, e->in.id);
     }
     o->hash ^= e->hash;
     o->count--;
@@ -305,18 +204,16 @@ static void entry_drop(struct shoal_registry *r, struct entry *e)
 }
 
 /* Drops every entry of o (a new generation, a left or reaped owner). */
-static void owner_wipe(struct shoal_registry *r, struct owner *o)
+void shoal_reg__owner_wipe(struct shoal_registry *r, struct owner *o)
 {
     for (size_t i = 0; i < o->ids.cap;) {
         if (o->ids.slots[i].key) {
-            entry_drop(r, o->ids.slots[i].value);
+            shoal_reg__entry_drop(r, o->ids.slots[i].value);
             continue; /* backward shift may have moved another key here */
         }
         i++;
     }
 }
-
-static void owner_services_bump(struct shoal_registry *r, struct owner *o);
 
 /* Applies one event: the single rule of the replicated map. Returns the
  * entry if it changed what we hold, else NULL. */
@@ -327,9 +224,9 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
         r->stats.events_stale++; /* only we write our instances */
         return NULL;
     }
-    struct owner *o = owner_get(r, ev->owner, false);
+    struct owner *o = shoal_reg__owner_get(r, ev->owner, false);
     bool unknown = !o;
-    if (!o && !(o = owner_get(r, ev->owner, true)))
+    if (!o && !(o = shoal_reg__owner_get(r, ev->owner, true)))
         return NULL;
     if (unknown && !local) {
         /* Membership has not vouched for this owner (it may have died
@@ -348,7 +245,7 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     if (ev->generation > o->generation) {
         if (o->count)
             r->stats.generation_wipes++;
-        owner_wipe(r, o);
+        shoal_reg__owner_wipe(r, o);
         o->generation = ev->generation;
         o->max_version = o->floor = 0;
     }
@@ -421,14 +318,14 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
 
     if (!e->in.deleted) {
         service_add(r, e);
-        service_bump(r, e->in.service);
+        shoal_reg__service_bump(r, e->in.service);
         if (old_service && strcmp(old_service, e->in.service) != 0)
-            service_bump(r, old_service);
-        notify(r, was_live ? SHOAL_REG_UPDATED : SHOAL_REG_ADDED, e->in.service, o->name,
+            shoal_reg__service_bump(r, old_service);
+        shoal_reg__notify(r, was_live ? SHOAL_REG_UPDATED : SHOAL_REG_ADDED, e->in.service, o->name,
                e->in.id);
     } else if (was_live) {
-        service_bump(r, old_service);
-        notify(r, SHOAL_REG_REMOVED, old_service, o->name, e->in.id);
+        shoal_reg__service_bump(r, old_service);
+        shoal_reg__notify(r, SHOAL_REG_REMOVED, old_service, o->name, e->in.id);
     }
     free(old_service);
     if (o == r->self) {
@@ -750,7 +647,7 @@ static void msg_init(struct shoal_registry *r, struct shoal_reg_msg *m, uint8_t 
     m->wants = r->wants;
 }
 
-static void digest_of(const struct owner *o, struct shoal_reg_digest *d)
+void shoal_reg__digest_of(const struct owner *o, struct shoal_reg_digest *d)
 {
     memset(d, 0, sizeof(*d));
     memcpy(d->owner, o->name, SHOAL_NAME_MAX);
@@ -798,7 +695,7 @@ static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *t
                 if (!d)
                     break;
                 m.digests = r->dg;
-                digest_of(o, d);
+                shoal_reg__digest_of(o, d);
                 m.n_digests++;
                 budget -= dcost;
                 r->stats.notices_sent++;
@@ -865,7 +762,7 @@ static size_t all_digests(struct shoal_registry *r)
         struct shoal_reg_digest *d = dg_slot(r, n);
         if (!d)
             break;
-        digest_of(o, d);
+        shoal_reg__digest_of(o, d);
         n++;
     }
     return n;
@@ -925,26 +822,12 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
         if (!d)
             break;
         m.digests = r->dg;
-        digest_of(owners[k], d);
+        shoal_reg__digest_of(owners[k], d);
         m.n_digests++;
     }
     r->cfg.send(r->cfg.ud, to, &m);
 }
 
-/* Same content (generation, entry count and hash) but a lower highest
- * version: the versions in between were tombstones collected before they
- * reached us (a partition longer than the tombstone TTL). Nothing is
- * missing, so take the version; else the digests would differ forever. */
-static void adopt_versions(struct shoal_registry *r, const struct shoal_reg_digest *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        struct owner *o = owner_get(r, d[i].owner, false);
-        if (o && o != r->self && o->generation == d[i].generation && o->hash == d[i].hash &&
-            o->count == d[i].count && d[i].version > o->max_version) {
-            o->max_version = d[i].version;
-        }
-    }
-}
 
 static bool digest_equal(const struct owner *o, const struct shoal_reg_digest *d)
 {
@@ -976,14 +859,14 @@ static void on_sync_req(struct shoal_registry *r, const struct shoal_reg_peer *s
                         const struct shoal_reg_msg *m)
 {
     r->stats.syncs_served++;
-    adopt_versions(r, m->digests, m->n_digests);
+    shoal_reg__adopt_versions(r, m->digests, m->n_digests);
     struct owner **send = calloc(r->owners.n + 1, sizeof(*send));
     size_t n_send = 0, n_wants = 0;
     if (!send)
         return;
     for (uint32_t i = 0; i < m->n_digests; i++) {
         const struct shoal_reg_digest *d = &m->digests[i];
-        struct owner *o = owner_get(r, d->owner, false);
+        struct owner *o = shoal_reg__owner_get(r, d->owner, false);
         if (strcmp(d->owner, r->cfg.self) != 0 && they_have_more(o, d) &&
             grow((void **)&r->wants, &r->wants_cap, n_wants + 1, sizeof(*r->wants)))
             memcpy(r->wants[n_wants++], d->owner, SHOAL_NAME_MAX);
@@ -1013,7 +896,7 @@ static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_p
     if (!send)
         return;
     for (uint32_t i = 0; i < m->n_wants; i++) {
-        struct owner *o = owner_get(r, m->wants[i], false);
+        struct owner *o = shoal_reg__owner_get(r, m->wants[i], false);
         if (o)
             send[n++] = o;
     }
@@ -1021,33 +904,6 @@ static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_p
     free(send);
 }
 
-/* An owner's own full state (its sync stream's last part): it is the only
- * writer, so what it no longer holds at or below the newest version it sent
- * was deregistered and collected there. Drop it here too: that is what
- * makes a stale replica whole again whatever it missed. Then what we hold
- * of it is verified. */
-static void owner_stream_done(struct shoal_registry *r, struct owner *o, uint64_t conn)
-{
-    if (o->sweep_conn == conn && conn) {
-        for (size_t k = 0; k < o->ids.cap;) {
-            struct entry *e = o->ids.slots[k].value;
-            if (o->ids.slots[k].key && e->seen_conn != conn && e->in.version <= o->sweep_max) {
-                entry_drop(r, e);
-                r->stats.swept++;
-                continue; /* backward shift may have moved a key here */
-            }
-            k++;
-        }
-    }
-    o->sweep_conn = 0;
-    o->sweep_max = 0;
-    o->want_owner_sync = false;
-    if (o->unverified) {
-        o->unverified = false;
-        r->stats.verified++;
-        owner_services_bump(r, o);
-    }
-}
 
 void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct shoal_reg_peer *src,
                          const struct shoal_reg_msg *m)
@@ -1055,7 +911,7 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     bool stream = m->type != SHOAL_REG_GOSSIP;
     bool owner_stream = stream && src->conn &&
                         (m->type == SHOAL_REG_SYNC_RESP || m->type == SHOAL_REG_SYNC_DATA);
-    struct owner *sender = owner_stream ? owner_get(r, m->from, false) : NULL;
+    struct owner *sender = owner_stream ? shoal_reg__owner_get(r, m->from, false) : NULL;
     /* A small anti-entropy message (a repair, a pulled notice) is gossiped
      * on like fresh news; a big one (a join) is not, it would flood. */
     r->applying_sync = stream && m->n_events > REGOSSIP_MAX;
@@ -1092,7 +948,7 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
          * gap ends: a dropped notice would wait for the periodic sync. */
         for (uint32_t i = 0; i < m->n_digests; i++) {
             const struct shoal_reg_digest *d = &m->digests[i];
-            struct owner *o = owner_get(r, d->owner, false);
+            struct owner *o = shoal_reg__owner_get(r, d->owner, false);
             if (strcmp(d->owner, r->cfg.self) == 0 || !they_have_more(o, d))
                 continue;
             if (now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
@@ -1114,9 +970,9 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
         if (!m->last)
             break;
         r->synced = true;
-        adopt_versions(r, m->digests, m->n_digests);
+        shoal_reg__adopt_versions(r, m->digests, m->n_digests);
         if (sender && sender != r->self && is_live_status(sender->status))
-            owner_stream_done(r, sender, src->conn);
+            shoal_reg__owner_stream_done(r, sender, src->conn);
         if (m->type == SHOAL_REG_SYNC_RESP)
             on_sync_resp_last(r, src, m);
         break;
@@ -1125,189 +981,23 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     }
 }
 
-/* ---------------------------------------------------- owners' liveness */
 
-static void owner_services_bump(struct shoal_registry *r, struct owner *o)
-{
-    for (size_t i = 0; i < o->ids.cap; i++) {
-        const struct entry *e = o->ids.slots[i].value;
-        if (o->ids.slots[i].key && e->spos)
-            service_bump(r, e->in.service);
-    }
-    notify(r, SHOAL_REG_OWNER, NULL, o->name, NULL);
-}
 
-void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const char *owner,
-                                 uint8_t status, uint64_t generation)
-{
-    if (strcmp(owner, r->cfg.self) == 0)
-        return;
-    bool known = owner_get(r, owner, false) != NULL;
-    struct owner *o = owner_get(r, owner, true);
-    if (!o)
-        return;
-    bool was_live = known && is_live_status(o->status);
-    o->status = status;
-    if (!is_live_status(status)) {
-        o->unverified = false;
-        o->want_owner_sync = false;
-    }
-    if (status == SHOAL_LEFT) {
-        /* A leaver deregistered its own; whatever is left of it goes now.
-         * The floor keeps its late events from bringing anything back. */
-        owner_wipe(r, o);
-        o->floor = o->max_version; /* also keeps its late events out */
-    } else if (generation > o->generation) {
-        /* Restarted: it re-announces what it still has under the new one. */
-        if (o->count)
-            r->stats.generation_wipes++;
-        owner_wipe(r, o);
-        o->generation = generation;
-        o->max_version = o->floor = 0;
-    }
-    if (status == SHOAL_DEAD) {
-        if (!o->dead_since)
-            o->dead_since = now;
-        if (o->dead_since + (int64_t)r->cfg.reap_ms < r->next_reap)
-            r->next_reap = o->dead_since + r->cfg.reap_ms;
-    } else {
-        o->dead_since = 0;
-    }
-    if (!was_live && is_live_status(status)) {
-        /* Back from dead (a healed partition, a pause): deregistrations
-         * may have been missed meanwhile. Hold its instances back until the
-         * owner itself has compared states with us (regheal), at most
-         * VERIFY_MAX_MS; ask it at once. */
-        if (o->count && r->cfg.member_addr) {
-            o->unverified = true;
-            o->verify_deadline = now + VERIFY_MAX_MS;
-            o->next_verify = now;
-            o->want_owner_sync = true;
-            if (now < r->next_verify)
-                r->next_verify = now;
-        }
-        /* A node that has never completed a sync (a restarted seed whose
-         * --join named only itself) gets the registry from the first
-         * member it meets. */
-        if (!r->synced && now >= r->next_first_sync && r->cfg.member_addr) {
-            struct shoal_addr a;
-            r->next_first_sync = now + VERIFY_RETRY_MS;
-            if (r->cfg.member_addr(r->cfg.ud, o->name, &a))
-                shoal_registry_sync_with(r, now, &a);
-        }
-    }
-    if (was_live != is_live_status(status))
-        owner_services_bump(r, o);
-}
 
-/* Owner syncs asked for (back from dead, floor refusals): one stream to
- * the owner itself, retried while unverified; the hold ends at the
- * deadline whatever happened (the owner may not accept streams). */
-static void verify_tick(struct shoal_registry *r, int64_t now)
-{
-    r->next_verify = NEVER;
-    for (size_t i = 0; i < r->owners.cap; i++) {
-        struct owner *o = r->owners.slots[i].value;
-        if (!r->owners.slots[i].key || !is_live_status(o->status))
-            continue;
-        if (o->unverified && now >= o->verify_deadline) {
-            o->unverified = false;
-            r->stats.verify_timeouts++;
-            owner_services_bump(r, o);
-        }
-        if (o->want_owner_sync && now >= o->next_verify && now >= o->next_owner_sync) {
-            struct shoal_addr a;
-            o->next_verify = now + VERIFY_RETRY_MS;
-            if (!o->unverified) {
-                o->want_owner_sync = false; /* a refusal: once per gap */
-                o->next_owner_sync = now + OWNER_SYNC_GAP_MS;
-            }
-            if (r->cfg.member_addr && r->cfg.member_addr(r->cfg.ud, o->name, &a)) {
-                r->stats.owner_syncs++;
-                shoal_registry_sync_with(r, now, &a);
-            }
-        }
-        if (o->unverified && o->verify_deadline < r->next_verify)
-            r->next_verify = o->verify_deadline;
-        if (o->want_owner_sync) {
-            int64_t t = o->next_verify > o->next_owner_sync ? o->next_verify : o->next_owner_sync;
-            if (t < r->next_verify)
-                r->next_verify = t;
-        }
-    }
-}
 
-static void reap_tick(struct shoal_registry *r, int64_t now)
-{
-    r->next_reap = NEVER;
-    for (size_t i = 0; i < r->owners.cap; i++) {
-        struct owner *o = r->owners.slots[i].value;
-        if (!r->owners.slots[i].key || o->status != SHOAL_DEAD || !o->count)
-            continue;
-        int64_t due = o->dead_since + (int64_t)r->cfg.reap_ms;
-        if (now >= due) {
-            /* Drop the live entries only; the floor does not move: a
-             * death may be false (a long partition), and an owner that
-             * comes back in the same generation must get every live
-             * instance back by anti-entropy, whatever its version.
-             * Tombstones stay until their own collection. */
-            for (size_t k = 0; k < o->ids.cap;) {
-                struct entry *e = o->ids.slots[k].value;
-                if (o->ids.slots[k].key && !e->in.deleted) {
-                    entry_drop(r, e);
-                    continue; /* backward shift may have moved a key here */
-                }
-                k++;
-            }
-            r->stats.reaped++;
-        } else if (due < r->next_reap) {
-            r->next_reap = due;
-        }
-    }
-}
 
-/* Tombstones are kept tombstone_ttl_ms: far longer than any event can stay
- * in flight (gossip sends end within seconds; anti-entropy carries the
- * tombstone itself while it exists). Collecting one raises the owner's
- * floor, so an older event for that id is still refused afterwards. */
-static void gc_tick(struct shoal_registry *r, int64_t now)
-{
-    for (size_t i = 0; i < r->owners.cap; i++) {
-        struct owner *o = r->owners.slots[i].value;
-        if (!r->owners.slots[i].key)
-            continue;
-        for (size_t k = 0; k < o->ids.cap;) {
-            struct entry *e = o->ids.slots[k].value;
-            if (o->ids.slots[k].key && e->in.deleted &&
-                now - e->tomb_at >= (int64_t)r->cfg.tombstone_ttl_ms) {
-                if (e->in.version > o->floor)
-                    o->floor = e->in.version;
-                entry_drop(r, e);
-                r->stats.tombstones_collected++;
-                continue;
-            }
-            k++;
-        }
-    }
-}
-
-static uint32_t gc_interval(const struct shoal_registry *r)
-{
-    uint32_t g = r->cfg.tombstone_ttl_ms / 10;
-    return g < 1000 ? 1000 : g > 60000 ? 60000 : g;
-}
 
 void shoal_registry_tick(struct shoal_registry *r, int64_t now)
 {
     ttl_tick(r, now);
     if (now >= r->next_gc) {
-        r->next_gc = now + gc_interval(r);
-        gc_tick(r, now);
+        r->next_gc = now + shoal_reg__gc_interval(r);
+        shoal_reg__gc_tick(r, now);
     }
     if (now >= r->next_reap)
-        reap_tick(r, now);
+        shoal_reg__reap_tick(r, now);
     if (now >= r->next_verify)
-        verify_tick(r, now);
+        shoal_reg__verify_tick(r, now);
     if (r->notice_pending && now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
         r->notice_pending = false;
         r->last_notice_sync = now;
@@ -1476,7 +1166,7 @@ size_t shoal_registry_digests(const struct shoal_registry *r, struct shoal_reg_d
         if (!r->owners.slots[i].key || (!o->count && !o->max_version))
             continue;
         if (n < max)
-            digest_of(o, &out[n]);
+            shoal_reg__digest_of(o, &out[n]);
         n++;
     }
     if (n > 1 && n <= max)
@@ -1513,30 +1203,6 @@ const struct shoal_registry_stats *shoal_registry_stats(const struct shoal_regis
 
 /* ---------------------------------------------------------- lifecycle */
 
-/* Why these relations (docs/faults.md has the story):
- * - a tombstone must outlive the reap: a replica that missed a
- *   deregistration while it held the owner dead keeps the old live copy
- *   until the reap; if the tombstone that would refuse that copy were
- *   collected first, anti-entropy could carry the copy back;
- * - a tombstone must survive two anti-entropy rounds, so that a replica
- *   that missed it by gossip still gets it by a sync before it goes;
- * - membership must remember a dead member at least until its instances
- *   are reaped: a forgotten member's instances are wiped at once, which
- *   would silently cut the registry's reap time short. */
-const char *shoal_registry_config_check(const struct shoal_registry_config *c,
-                                        uint32_t member_reap_ms)
-{
-    if (c->tombstone_ttl_ms < c->reap_ms)
-        return "--tombstone-ttl must be at least --registry-reap (a deregistered instance could "
-               "come back from a replica that held its owner dead)";
-    if (c->sync_interval_ms && (uint64_t)c->tombstone_ttl_ms < 2ull * c->sync_interval_ms)
-        return "--tombstone-ttl must be at least twice --sync-interval (a replica that missed a "
-               "deregistration must get the tombstone by anti-entropy before it is collected)";
-    if (member_reap_ms && member_reap_ms < c->reap_ms)
-        return "--reap (dead members' retention) must be at least --registry-reap (a forgotten "
-               "member's instances would be dropped before their reap time)";
-    return NULL;
-}
 
 struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c, int *err)
 {
@@ -1551,7 +1217,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
     if (r) {
         r->cfg = *c;
         r->index = 1;
-        r->self = owner_get(r, c->self, true);
+        r->self = shoal_reg__owner_get(r, c->self, true);
         if (!r->self) {
             free(r);
             r = NULL;

@@ -84,8 +84,7 @@ static uint64_t total_refutes(struct sim *s)
  * deaths are printed (a partition or a pause makes true ones). */
 static void check_invariants(struct regsim *rs, const char *label, bool expect_no_false_death)
 {
-    char w_conv[512] = "", w_stale[512] = "", w_ref[256] = "", w_clean[512] = "",
-         w_fd[256] = "";
+    char w_conv[512] = "", w_stale[512] = "", w_ref[256] = "", w_clean[512] = "", w_fd[256] = "";
     struct sim *s = regsim_sim(rs);
     bool conv = regsim_converged(rs, w_conv, sizeof(w_conv));
     if (!conv)
@@ -94,8 +93,9 @@ static void check_invariants(struct regsim *rs, const char *label, bool expect_n
     uint64_t excess = refutation_excess(s, w_ref, sizeof(w_ref));
     bool clean = regsim_clean(rs, w_clean, sizeof(w_clean));
     size_t false_deaths = sim_false_deaths(s, w_fd, sizeof(w_fd));
-    fprintf(stderr, "  [%s] invariants: converged %s, deregistered held %zu, refutations %llu "
-                    "(excess %llu), false deaths %zu\n",
+    fprintf(stderr,
+            "  [%s] invariants: converged %s, deregistered held %zu, refutations %llu "
+            "(excess %llu), false deaths %zu\n",
             label, conv ? "yes" : "NO", stale, (unsigned long long)total_refutes(s),
             (unsigned long long)excess, false_deaths);
     SCHECK(conv, "%s: not converged: %s", label, w_conv);
@@ -356,8 +356,12 @@ TEST_T(refutes_pause_and_loss, "a paused node and a lossy cluster refute once pe
     regsim_set_loss(rs, 0.10);
     regsim_run_for(rs, 60000);
     regsim_set_loss(rs, 0.0);
-    struct sim_filter f = {.observer = -1, .subject = -1, .type = SHOAL_EV_MEMBER_STATUS,
-                           .status = SHOAL_SUSPECT, .since_ms = 0, .until_ms = 0};
+    struct sim_filter f = {.observer = -1,
+                           .subject = -1,
+                           .type = SHOAL_EV_MEMBER_STATUS,
+                           .status = SHOAL_SUSPECT,
+                           .since_ms = 0,
+                           .until_ms = 0};
     fprintf(stderr, "  loss 10%%: %zu suspect events, %llu refutations in all\n",
             sim_count_events(s, &f), (unsigned long long)total_refutes(s));
     regsim_run_until_true(rs, regsim_now(rs) + 120000, 500, pred_converged, NULL);
@@ -438,9 +442,8 @@ static void reconverge(uint64_t seed, uint32_t reap_ms, uint32_t tomb_ms, uint32
             "  %s seed %llu: converged %.1f s after the heal (%zu live instances held in all, "
             "want %d); deregistered b served %llu times; owner syncs %llu, verified %llu, "
             "refusals %llu, swept %llu\n",
-            owner, (unsigned long long)seed,
-            t_conv < 0 ? -1.0 : (double)(t_conv - t_heal) / 1000.0, held, RC_N * 11,
-            (unsigned long long)served, (unsigned long long)st.owner_syncs,
+            owner, (unsigned long long)seed, t_conv < 0 ? -1.0 : (double)(t_conv - t_heal) / 1000.0,
+            held, RC_N * 11, (unsigned long long)served, (unsigned long long)st.owner_syncs,
             (unsigned long long)st.verified, (unsigned long long)st.floor_refusals,
             (unsigned long long)st.swept);
     SCHECK(served == 0, "%s: n0's deregistered b served %llu times after the heal", label,
@@ -502,8 +505,8 @@ TEST(resurrection_settings_refused, "tombstone TTL shorter than the reap is refu
 
 /* ---- 5. a restarted seed ------------------------------------------------------ */
 
-TEST_T(restarted_seed, "a restarted seed that joined nobody has the registry 2 s after it meets one",
-       300)
+TEST_T(restarted_seed,
+       "a restarted seed that joined nobody has the registry 2 s after it meets one", 300)
 {
     TEST_SEED(g_seed, 5050);
     const size_t n = 8;
