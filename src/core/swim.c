@@ -864,6 +864,12 @@ void shoal_swim_tick(struct shoal_swim *s, int64_t now)
             reap_tick(s, now);
             start_probe(s, now);
         }
+        /* A failed probe of a member already suspect is one more Lifeguard
+         * confirmation: it shortens the timeout, possibly to before now.
+         * Expire it in this tick, not the next ("deadline did not advance
+         * past ... after a tick", which came with every such death). */
+        if (s->next_suspicion <= now)
+            suspicion_tick(s, now);
         if (s->cfg.pushpull_interval_ms && now >= s->next_pushpull)
             pushpull_tick(s, now);
     }

@@ -68,7 +68,9 @@ static const char agent_usage[] =
     "--http 127.0.0.1:7947, --data-dir /var/lib/shoal, name = hostname, leave-timeout 3s,\n"
     "log-level info; protocol constants follow memberlist's LAN profile.\n"
     "Registry: --config-dir loads every *.service file at start and on SIGHUP (none by\n"
-    "default); --sync-interval 30s (0: off), --registry-reap 1h, --tombstone-ttl 24h.\n"
+    "default); --sync-interval 30s (0: off), --registry-reap 1h, --tombstone-ttl 24h;\n"
+    "refused: --tombstone-ttl below --registry-reap or 2 x --sync-interval, --reap below\n"
+    "--registry-reap (a deregistered instance could come back).\n"
     "DNS (UDP and TCP): --dns 127.0.0.1:8600 (if that default is taken, a warning and no\n"
     "DNS; 'off' disables it), --dns-ttl 0 (whole seconds).\n"
     "Active checks: --check-rise 1 successes in a row before passing, --check-fall 1\n"
@@ -379,6 +381,17 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
         snprintf(why, sizeof(why), "must be shorter than --probe-interval (%" PRIu32 "ms)",
                  o->swim.probe_interval_ms);
         return bad_value("probe-timeout", o->probe_timeout_s ? o->probe_timeout_s : "500ms", why);
+    }
+    /* Retention times that would let a deregistered instance come back
+     * (docs/faults.md): refused, with what to change. */
+    const char *retention = shoal_registry_config_check(&o->registry, o->swim.reap_ms);
+    if (retention) {
+        fprintf(stderr,
+                "shoal agent: %s (now --tombstone-ttl %" PRIu32 "ms, --registry-reap %" PRIu32
+                "ms, --sync-interval %" PRIu32 "ms, --reap %" PRIu32 "ms)\n",
+                retention, o->registry.tombstone_ttl_ms, o->registry.reap_ms,
+                o->registry.sync_interval_ms, o->swim.reap_ms);
+        return 2;
     }
     if (!o->advertise.family) {
         o->advertise = o->bind;

@@ -360,6 +360,10 @@ static void sim_tick(struct sim *s, struct sim_node *nd)
     }
     nd->sched_at = SIM_UNSCHEDULED;
     shoal_swim_tick(nd->swim, s->now);
+    /* As node.c warns: a tick must move the deadline past now ("deadline
+     * did not advance past ... after a tick"). */
+    if (shoal_swim_next_deadline(nd->swim) <= s->now)
+        s->stats.stuck_deadlines++;
     sim_after_call(s, nd);
 }
 
