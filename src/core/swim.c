@@ -33,7 +33,7 @@ struct relay {
 
 /* The probe of the current protocol period. */
 struct probe {
-    bool active, acked, indirect_sent;
+    bool active, acked, indirect_sent, fallback_acked;
     uint32_t seq;
     char target[SHOAL_NAME_MAX];
     int64_t direct_deadline; /* probe timeout: then ping-req */
@@ -544,6 +544,7 @@ static void suspect_member(struct shoal_swim *s, struct shoal_member *m, int64_t
         set_status(s, m, SHOAL_SUSPECT, now);
         start_suspicion(s, m, s->self, now);
         s->stats.suspicions++;
+        s->stats.probe_suspicions++;
         emit(s, SHOAL_EV_MEMBER_STATUS, m, old, NULL);
         enqueue(s, m, s->self);
         s->next_gossip = now;
@@ -637,6 +638,10 @@ static void probe_indirect(struct shoal_swim *s, int64_t now)
     size_t k = s->cfg.indirect_checks < 64 ? s->cfg.indirect_checks : 64;
     size_t n = pick_members(s, k, pred_alive, now, p->target, idx);
     p->expected_nacks = (uint32_t)n;
+    if (s->cfg.fallback_ping) {
+        s->stats.fallback_pings++;
+        s->cfg.fallback_ping(s->cfg.ud, &t->info.addr, t->info.name, p->seq);
+    }
     for (size_t i = 0; i < n; i++) {
         const struct shoal_member *via = &s->members.v[idx[i]];
         struct shoal_msg *m = msg_begin(s, SHOAL_MSG_PING_REQ, p->seq);
@@ -662,6 +667,8 @@ static void probe_judge(struct shoal_swim *s, int64_t now)
                                        : 1;
     s->awareness = s->awareness + delta < s->cfg.awareness_max ? s->awareness + delta
                                                                : s->cfg.awareness_max - 1;
+    if (p->fallback_acked)
+        return; /* reached over TCP: alive, though our UDP path is suspect */
     struct shoal_member *t = shoal_members_find(&s->members, p->target);
     if (t)
         suspect_member(s, t, now);
@@ -687,6 +694,16 @@ static void on_ack(struct shoal_swim *s, uint32_t seq, int64_t now)
             msg_send(s, &r->origin, m);
             return;
         }
+    }
+}
+
+void shoal_swim_fallback_ack(struct shoal_swim *s, int64_t now, uint32_t seq)
+{
+    (void)now;
+    struct probe *p = &s->probe;
+    if (p->active && p->seq == seq && !p->acked && !p->fallback_acked) {
+        p->fallback_acked = true;
+        s->stats.fallback_acks++;
     }
 }
 

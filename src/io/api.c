@@ -237,7 +237,9 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
         v, "protocol",
         COUNTERS({"probes_sent", st->probes_sent}, {"probes_failed", st->probes_failed},
                  {"ping_reqs_sent", st->ping_reqs_sent}, {"suspicions", st->suspicions},
+                 {"probe_suspicions", st->probe_suspicions},
                  {"refutes", st->refutes}, {"stale_claims", st->stale_claims},
+                 {"fallback_pings", st->fallback_pings}, {"fallback_acks", st->fallback_acks},
                  {"deaths", st->deaths}, {"conflicts", st->conflicts},
                  {"updates_applied", st->updates_applied}, {"pushpulls", st->pushpulls}));
     json_object_set_new(v, "joining", json_boolean(shoal_swim_joining(s)));
