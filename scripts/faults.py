@@ -694,6 +694,128 @@ def mode_big(args, net, work):
     return 0
 
 
+def mode_soak(args, net, work):
+    """Random registrations, deregistrations, heartbeats, kills, restarts,
+    pauses and loss for args.soak seconds; then every fault is lifted and
+    the invariants are checked on every node."""
+    rng = random.Random(args.seed)
+    s = Shoal(net, work, args)
+    r = Run(s, args, rng)
+    n = net.n
+    ttl = {}          # (owner, id) -> owner index, heartbeated while up
+    restart_at = {}   # killed index -> when to restart it
+    cont_at = {}      # stopped index -> when to SIGCONT it
+    loss_until = 0.0
+    ops = {"register": 0, "deregister": 0, "heartbeat": 0, "kill": 0, "restart": 0,
+           "pause": 0, "loss": 0}
+    failures = []
+    try:
+        r.start_cluster()
+        t_end = time.monotonic() + args.soak
+        while time.monotonic() < t_end:
+            now = time.monotonic()
+            for i, t in list(restart_at.items()):
+                if now >= t:
+                    s.start(i)
+                    del restart_at[i]
+                    ops["restart"] += 1
+            for i, t in list(cont_at.items()):
+                if now >= t:
+                    os.kill(s.procs[i].pid, signal.SIGCONT)
+                    s.down.discard(i)
+                    del cont_at[i]
+            if loss_until and now >= loss_until:
+                for i in range(n):
+                    net.clear(i)
+                loss_until = 0.0
+            up = [i for i in range(n) if i not in s.down]
+            roll = rng.random()
+            try:
+                if roll < 0.35 and up:
+                    i = rng.choice(up)
+                    iid = r.reg(i)
+                    ops["register"] += 1
+                    if rng.random() < 0.3:
+                        st, _ = s.clients[i].call("POST", "/v1/register",
+                                                  {"id": iid, "service": "web", "ttl": "60s",
+                                                   "address": net.addr(i), "port": 8080})
+                        if st == 200:
+                            ttl[(s.name(i), iid)] = i
+                elif roll < 0.55 and up:
+                    i = rng.choice(up)
+                    mine = sorted(x for x in r.live_ids if x[0] == s.name(i))
+                    if mine:
+                        owner, iid = rng.choice(mine)
+                        s.deregister(i, iid)
+                        r.live_ids.discard((owner, iid))
+                        r.dereg.add((owner, iid))
+                        ttl.pop((owner, iid), None)
+                        ops["deregister"] += 1
+                elif roll < 0.60 and len(s.down) < 2 and len(up) > 2:
+                    i = rng.choice(up[1:])
+                    s.down.add(i)
+                    s.procs[i].kill()
+                    s.procs[i].wait()
+                    restart_at[i] = now + rng.uniform(5, 30)
+                    ops["kill"] += 1
+                elif roll < 0.64 and len(s.down) < 2 and len(up) > 2:
+                    i = rng.choice(up[1:])
+                    s.down.add(i)
+                    os.kill(s.procs[i].pid, signal.SIGSTOP)
+                    cont_at[i] = now + rng.uniform(2, 15)
+                    ops["pause"] += 1
+                elif roll < 0.66 and not loss_until:
+                    for i in range(n):
+                        net.loss_in(i, 5)
+                    loss_until = now + rng.uniform(10, 30)
+                    ops["loss"] += 1
+            except (RuntimeError, ConnectionError) as e:
+                log(f"soak: {e}")  # an agent between kill and restart: not an invariant
+            for (owner, iid), i in list(ttl.items()):
+                if i not in s.down:
+                    try:
+                        s.clients[i].call("POST", f"/v1/heartbeat/{iid}")
+                        ops["heartbeat"] += 1
+                    except ConnectionError:
+                        pass
+            time.sleep(rng.uniform(0.2, 1.0))
+        # Lift every fault, then the invariants.
+        for i in range(n):
+            net.clear(i)
+        for i in list(cont_at):
+            os.kill(s.procs[i].pid, signal.SIGCONT)
+            s.down.discard(i)
+        for i in list(restart_at):
+            s.start(i)
+        t0 = time.monotonic()
+        r.watch_dereg, r.count_false = True, False
+        r.resurrected = 0
+        took = r.wait_one_view(t0, 180, r.registry_agrees)
+        lost = r.lost()
+        held_dereg = 0
+        for i in range(n):
+            got = s.held(i) or set()
+            held_dereg += len(got & r.dereg)
+        print(f"\nsoak: {n} agents, {args.soak:.0f} s, seed {args.seed}: "
+              + ", ".join(f"{v} {k}" for k, v in ops.items()))
+        print(f"soak: one view and one registry {fmt(took)} s after the faults were lifted; "
+              f"{len(r.live_ids)} live instances expected everywhere, {lost} (node, instance) "
+              f"missing; {len(r.dereg)} deregistered, {held_dereg} held anywhere, "
+              f"{r.resurrected} served after the faults were lifted")
+        if took is None:
+            failures.append("no one view / one registry within 180 s")
+        if lost or held_dereg or r.resurrected:
+            failures.append(f"lost {lost}, deregistered held {held_dereg}, "
+                            f"served {r.resurrected}")
+    finally:
+        s.stop_all()
+    if failures:
+        print("soak FAILED: " + "; ".join(failures))
+        return 1
+    print("soak: invariants hold")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shoal", default=os.path.join(HERE, "..", "build", "shoal"))
@@ -709,6 +831,7 @@ def main():
     ap.add_argument("--out", help="also write the table here")
     ap.add_argument("--keep", action="store_true", help="keep logs and data dirs")
     ap.add_argument("--big", type=int, default=0, help="the 4 KB instance loop, N times")
+    ap.add_argument("--soak", type=float, default=0, help="soak for SECONDS (try --n 20)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("faults.py: run as root (network namespaces, nftables)")
@@ -720,7 +843,12 @@ def main():
     rc = 1
     try:
         net.up()
-        rc = mode_big(args, net, work) if args.big else mode_faults(args, net, work)
+        if args.big:
+            rc = mode_big(args, net, work)
+        elif args.soak:
+            rc = mode_soak(args, net, work)
+        else:
+            rc = mode_faults(args, net, work)
     finally:
         net.down()
         if args.keep:

@@ -32,45 +32,6 @@ static uint64_t g_seed;
 
 /* ---- invariants ------------------------------------------------------------ */
 
-/* Refutations beyond one per suspected (or declared dead) incarnation, over
- * every running node: a refutation answers a claim at an incarnation >= the
- * node's own and moves past it, so each claimed incarnation is refuted at
- * most once (DESIGN.md precedence). why names the worst node. */
-static uint64_t refutation_excess(struct sim *s, char *why, size_t len)
-{
-    size_t nev;
-    const struct sim_event_rec *ev = sim_events(s, &nev);
-    uint64_t excess = 0;
-    for (size_t x = 0; x < sim_size(s); x++) {
-        struct shoal_swim *sw = sim_swim(s, x);
-        if (!sw)
-            continue;
-        uint64_t gen = sim_generation(s, x);
-        /* Distinct claimed incarnations (claims are few: a small set). */
-        uint32_t seen[256];
-        size_t n_seen = 0;
-        for (size_t i = 0; i < nev; i++) {
-            if (ev[i].subject != (int32_t)x || ev[i].generation != gen ||
-                ev[i].type != SHOAL_EV_MEMBER_STATUS ||
-                (ev[i].status != SHOAL_SUSPECT && ev[i].status != SHOAL_DEAD))
-                continue;
-            bool dup = false;
-            for (size_t k = 0; k < n_seen && !dup; k++)
-                dup = seen[k] == ev[i].incarnation;
-            if (!dup && n_seen < 256)
-                seen[n_seen++] = ev[i].incarnation;
-        }
-        uint64_t refutes = shoal_swim_stats(sw)->refutes;
-        if (refutes > n_seen) {
-            if (why && excess == 0)
-                snprintf(why, len, "n%zu refuted %llu times for %zu suspected incarnations", x,
-                         (unsigned long long)refutes, n_seen);
-            excess += refutes - n_seen;
-        }
-    }
-    return excess;
-}
-
 static uint64_t total_refutes(struct sim *s)
 {
     struct shoal_swim_stats st;
@@ -90,7 +51,7 @@ static void check_invariants(struct regsim *rs, const char *label, bool expect_n
     if (!conv)
         regsim_explain(rs);
     size_t stale = regsim_stale_held(rs, w_stale, sizeof(w_stale));
-    uint64_t excess = refutation_excess(s, w_ref, sizeof(w_ref));
+    uint64_t excess = sim_refutation_excess(s, w_ref, sizeof(w_ref));
     bool clean = regsim_clean(rs, w_clean, sizeof(w_clean));
     size_t false_deaths = sim_false_deaths(s, w_fd, sizeof(w_fd));
     fprintf(stderr,
@@ -350,7 +311,7 @@ TEST_T(refutes_pause_and_loss, "a paused node and a lossy cluster refute once pe
                (unsigned long long)(after - before), (double)pause_ms[k] / 1000.0);
     }
     char why[256];
-    SCHECK(refutation_excess(s, why, sizeof(why)) == 0, "after pauses: %s", why);
+    SCHECK(sim_refutation_excess(s, why, sizeof(why)) == 0, "after pauses: %s", why);
 
     /* 10% loss for 60 s. */
     regsim_set_loss(rs, 0.10);
@@ -584,4 +545,49 @@ TEST_T(big_instance_prompt, "a 4 KB instance reaches all 5 nodes within 2 s, 50 
     fprintf(stderr, "  4 KB instance: %d of 50 later than 2 s; worst %lld ms\n", late,
             (long long)worst);
     SCHECK(late == 0, "%d of 50 runs took longer than 2 s", late);
+}
+
+/* ---- 7. many confirmers in a big cluster ------------------------------------ */
+
+static bool pred_sim_converged(struct sim *s, void *ud)
+{
+    (void)ud;
+    return sim_converged(s, NULL, 0);
+}
+
+static bool pred_dead_everywhere(struct sim *s, void *ud)
+{
+    const size_t *x = ud;
+    return sim_all_see(s, *x, SIM_MASK(SHOAL_DEAD) | SIM_ABSENT, NULL, 0);
+}
+
+TEST_T(confirmers_300, "300 nodes, suspicion mult 8: a crash is confirmed by many, cleanly",
+       300)
+{
+    TEST_SEED(g_seed, 7070);
+    const size_t n = 300;
+    struct sim *s = sim_new(g_seed, n);
+    CHECK(s != NULL);
+    /* mult 8: the timeout is long and k = 6 confirmations are expected, so
+     * far more than 16 members confirm before it expires (UBSan reported
+     * "index 17 out of bounds" here before the fix). */
+    sim_base_config(s)->suspicion_mult = 8;
+    SCHECK(sim_start(s, 0, -1) == 0, "start n0");
+    for (size_t i = 1; i < n; i++)
+        SCHECK(sim_start_at(s, i, (int64_t)i * 20, 0) == 0, "schedule n%zu", i);
+    sim_run_until(s, (int64_t)n * 20);
+    SCHECK(sim_run_until_true(s, sim_now(s) + 180000, 500, pred_sim_converged, NULL) >= 0,
+           "300 nodes not one view");
+    size_t x = 123;
+    SCHECK(sim_crash(s, x) == 0, "crash");
+    int64_t t0 = sim_now(s);
+    int64_t t = sim_run_until_true(s, t0 + 300000, 500, pred_dead_everywhere, &x);
+    SCHECK(t >= 0, "n%zu not dead everywhere in 300 s", x);
+    char why[256];
+    SCHECK(sim_clean(s, why, sizeof(why)), "%s", why);
+    SCHECK(sim_false_deaths(s, why, sizeof(why)) == 0, "%s", why);
+    SCHECK(sim_refutation_excess(s, why, sizeof(why)) == 0, "%s", why);
+    fprintf(stderr, "  300 nodes, mult 8: n%zu dead everywhere %.1f s after the crash\n", x,
+            (double)(t - t0) / 1000.0);
+    sim_free(s);
 }
