@@ -667,11 +667,12 @@ TEST(api_info, "GET /v1/info reports identity, counters, drops and protocol stat
     for (int i = 0; i < 8; i++)
         dsum += int_at(j, "drops", drops[i]);
     CHECK_EQ(dsum, 1);
-    static const char *const proto[] = {"probes_sent", "probes_failed",   "ping_reqs_sent",
-                                        "suspicions",  "refutes",         "deaths",
-                                        "conflicts",   "updates_applied", "pushpulls"};
-    CHECK_EQ(json_object_size(json_object_get(j, "protocol")), 9);
-    for (int i = 0; i < 9; i++)
+    static const char *const proto[] = {
+        "probes_sent",  "probes_failed",  "ping_reqs_sent", "suspicions",     "probe_suspicions",
+        "refutes",      "stale_claims",   "fallback_pings", "fallback_acks",  "deaths",
+        "conflicts",    "updates_applied", "pushpulls"};
+    CHECK_EQ(json_object_size(json_object_get(j, "protocol")), 13);
+    for (int i = 0; i < 13; i++)
         (void)int_at(j, "protocol", proto[i]);
     CHECK(int_at(j, "protocol", "probes_sent") > 0);
     CHECK(int_at(j, "protocol", "updates_applied") > 0);

@@ -591,3 +591,71 @@ TEST_T(confirmers_300, "300 nodes, suspicion mult 8: a crash is confirmed by man
             (double)(t - t0) / 1000.0);
     sim_free(s);
 }
+
+/* ---- 8. the TCP fallback probe (one core) ------------------------------------ */
+
+struct fb_state {
+    uint32_t pings;
+    uint32_t seq;
+    char target[SHOAL_NAME_MAX];
+};
+
+static void fb_ping(void *ud, const struct shoal_addr *to, const char *target, uint32_t seq)
+{
+    struct fb_state *f = ud;
+    (void)to;
+    f->pings++;
+    f->seq = seq;
+    snprintf(f->target, sizeof(f->target), "%s", target);
+}
+
+static void fb_send(void *ud, const struct shoal_addr *to, const struct shoal_msg *m)
+{
+    (void)ud;
+    (void)to;
+    (void)m; /* UDP is lost: no ack ever comes */
+}
+
+static uint8_t fb_run(bool answer)
+{
+    struct fb_state f = {0};
+    struct shoal_swim_config c;
+    shoal_swim_config_defaults(&c);
+    snprintf(c.name, sizeof(c.name), "n0");
+    CHECK(shoal_addr_parse("127.0.0.1:7000", &c.addr) == 0);
+    c.generation = 1;
+    c.seed = g_seed;
+    c.send = fb_send;
+    c.fallback_ping = fb_ping;
+    c.ud = &f;
+    int64_t now = 0;
+    struct shoal_swim *s = shoal_swim_new(&c, now, NULL);
+    CHECK(s != NULL);
+    core_update(s, now, "t", "t", SHOAL_ALIVE, 0, "127.0.0.1:7001");
+    uint32_t answered = 0;
+    while (now < 10000) { /* several probe periods */
+        int64_t d = shoal_swim_next_deadline(s);
+        now = d > now ? (d < 10000 ? d : 10000) : now + 1;
+        shoal_swim_tick(s, now);
+        if (answer && f.pings > answered) {
+            shoal_swim_fallback_ack(s, now + 5, f.seq); /* TCP answers in 5 ms */
+            answered = f.pings;
+        }
+    }
+    struct shoal_member_info t;
+    CHECK(shoal_swim_member_find(s, "t", &t));
+    SCHECK(f.pings >= 1 && strcmp(f.target, "t") == 0, "no fallback ping of t (%u)", f.pings);
+    if (answer)
+        CHECK_EQ(shoal_swim_stats(s)->fallback_acks, f.pings);
+    shoal_swim_free(s);
+    return t.status;
+}
+
+TEST(fallback_probe, "a target that answers over TCP is not suspected when UDP fails")
+{
+    TEST_SEED(g_seed, 8080);
+    uint8_t with = fb_run(true), without = fb_run(false);
+    SCHECK(with == SHOAL_ALIVE, "answered over TCP, yet %s", shoal_status_name(with));
+    SCHECK(without == SHOAL_SUSPECT || without == SHOAL_DEAD, "no answer at all, yet %s",
+           shoal_status_name(without));
+}
