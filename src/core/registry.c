@@ -905,6 +905,17 @@ static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_p
 }
 
 
+/* A sync to pull what a notice announced. */
+static void notice_sync(struct shoal_registry *r, int64_t now, const struct shoal_addr *addr)
+{
+    struct shoal_addr a = *addr; /* addr may be r->notice_addr */
+    r->notice_pending = false;
+    r->notice_inflight = true;
+    r->notice_inflight_addr = a;
+    r->last_notice_sync = now;
+    shoal_registry_sync_with(r, now, &a);
+}
+
 void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct shoal_reg_peer *src,
                          const struct shoal_reg_msg *m)
 {
@@ -944,17 +955,16 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     switch (m->type) {
     case SHOAL_REG_GOSSIP:
         /* Notices: an event too big for a datagram; pull it by anti-entropy.
-         * Within the gap after the last such sync, remember it for when the
-         * gap ends: a dropped notice would wait for the periodic sync. */
+         * While one such sync is in flight (at most a second), remember the
+         * notice for when it ends: a dropped notice would wait for the
+         * periodic sync. */
         for (uint32_t i = 0; i < m->n_digests; i++) {
             const struct shoal_reg_digest *d = &m->digests[i];
             struct owner *o = shoal_reg__owner_get(r, d->owner, false);
             if (strcmp(d->owner, r->cfg.self) == 0 || !they_have_more(o, d))
                 continue;
-            if (now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
-                r->last_notice_sync = now;
-                r->notice_pending = false;
-                shoal_registry_sync_with(r, now, &src->addr);
+            if (!r->notice_inflight || now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
+                notice_sync(r, now, &src->addr);
             } else {
                 r->notice_pending = true;
                 r->notice_addr = src->addr;
@@ -970,6 +980,12 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
         if (!m->last)
             break;
         r->synced = true;
+        if (m->type == SHOAL_REG_SYNC_RESP && r->notice_inflight &&
+            shoal_addr_eq(&src->addr, &r->notice_inflight_addr)) {
+            r->notice_inflight = false;
+            if (r->notice_pending)
+                notice_sync(r, now, &r->notice_addr);
+        }
         shoal_reg__adopt_versions(r, m->digests, m->n_digests);
         if (sender && sender != r->self && is_live_status(sender->status))
             shoal_reg__owner_stream_done(r, sender, src->conn);
@@ -998,11 +1014,8 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
         shoal_reg__reap_tick(r, now);
     if (now >= r->next_verify)
         shoal_reg__verify_tick(r, now);
-    if (r->notice_pending && now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
-        r->notice_pending = false;
-        r->last_notice_sync = now;
-        shoal_registry_sync_with(r, now, &r->notice_addr);
-    }
+    if (r->notice_pending && now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS)
+        notice_sync(r, now, &r->notice_addr);
     if (r->cfg.sync_interval_ms && now >= r->next_sync) {
         struct shoal_addr peer;
         /* Jittered over [interval/2, 3*interval/2) so that nodes started

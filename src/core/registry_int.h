@@ -15,7 +15,7 @@
 
 #define NEVER INT64_MAX
 #define GOSSIP_DATAGRAMS_PER_PEER 8 /* per tick: lets a burst drain quickly */
-#define NOTICE_SYNC_GAP_MS 1000     /* at most one notice-driven sync per second */
+#define NOTICE_SYNC_GAP_MS 1000     /* one notice-driven sync in flight, or one per second */
 #define REGOSSIP_MAX 64             /* sync messages this small are gossiped on */
 #define VERIFY_RETRY_MS 1000        /* an owner sync not answered: ask again */
 #define VERIFY_MAX_MS 10000         /* then serve what we hold anyway (counted) */
@@ -94,8 +94,10 @@ struct shoal_registry {
     bool applying_sync; /* events from a big anti-entropy message are not re-gossiped */
     bool synced;        /* one anti-entropy exchange has completed */
     int64_t next_first_sync;
-    bool notice_pending; /* a notice came within the gap: sync when it ends */
+    bool notice_pending; /* a notice came while one sync was in flight */
     struct shoal_addr notice_addr;
+    bool notice_inflight; /* a notice-driven sync awaits its answer (or the gap) */
+    struct shoal_addr notice_inflight_addr;
     int64_t next_verify; /* earliest owner sync to ask for or verification deadline */
     /* While a stream from an owner is applied: its conn and name. */
     uint64_t owner_conn;

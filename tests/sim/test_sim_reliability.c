@@ -508,7 +508,7 @@ TEST_T(restarted_seed,
 
 /* ---- 6. big instances ---------------------------------------------------------- */
 
-TEST_T(big_instance_prompt, "a 4 KB instance reaches all 5 nodes within 2 s, 50 seeds of 50", 600)
+TEST_T(big_instance_prompt, "a 4 KB instance reaches all 5 nodes within 2 s (a second at once), 50 seeds", 600)
 {
     TEST_SEED(g_seed, 6060);
     const size_t n = 5;
@@ -540,11 +540,33 @@ TEST_T(big_instance_prompt, "a 4 KB instance reaches all 5 nodes within 2 s, 50 
         }
         if (t > worst)
             worst = t;
+        /* A second one right after (its notices come while the first's
+         * syncs may still count): as prompt, not a second later. */
+        int64_t t1 = regsim_now(rs);
+        reg(rs, (owner + 1) % n, "big2", 4000);
+        int64_t t2 = -1;
+        while (regsim_now(rs) < t1 + 60000) {
+            regsim_run_for(rs, 10);
+            size_t have = 0;
+            for (size_t y = 0; y < n; y++)
+                have += regsim_visible(rs, y) == 2;
+            if (have == n) {
+                t2 = regsim_now(rs) - t1;
+                break;
+            }
+        }
+        if (t2 < 0 || t2 > 500) {
+            late++;
+            fprintf(stderr, "  seed %llu: the second took %lld ms\n", (unsigned long long)seed,
+                    (long long)t2);
+        }
+        if (t2 > worst)
+            worst = t2;
         regsim_free(rs);
     }
-    fprintf(stderr, "  4 KB instance: %d of 50 later than 2 s; worst %lld ms\n", late,
-            (long long)worst);
-    SCHECK(late == 0, "%d of 50 runs took longer than 2 s", late);
+    fprintf(stderr, "  4 KB instances: %d of 100 late (2 s, the second 0.5 s); worst %lld ms\n",
+            late, (long long)worst);
+    SCHECK(late == 0, "%d of 100 were late", late);
 }
 
 /* ---- 7. many confirmers in a big cluster ------------------------------------ */
