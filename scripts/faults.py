@@ -746,8 +746,11 @@ def mode_soak(args, net, work):
                     mine = sorted(x for x in r.live_ids if x[0] == s.name(i))
                     if mine:
                         owner, iid = rng.choice(mine)
-                        s.deregister(i, iid)
+                        # An answer lost to a timeout leaves it unknown whether
+                        # the agent deregistered it: checked neither way.
                         r.live_ids.discard((owner, iid))
+                        ttl.pop((owner, iid), None)
+                        s.deregister(i, iid)
                         r.dereg.add((owner, iid))
                         ttl.pop((owner, iid), None)
                         ops["deregister"] += 1
