@@ -508,7 +508,8 @@ TEST_T(restarted_seed,
 
 /* ---- 6. big instances ---------------------------------------------------------- */
 
-TEST_T(big_instance_prompt, "a 4 KB instance reaches all 5 nodes within 2 s (a second at once), 50 seeds", 600)
+TEST_T(big_instance_prompt,
+       "a 4 KB instance reaches all 5 nodes within 2 s (a second at once), 50 seeds", 600)
 {
     TEST_SEED(g_seed, 6060);
     const size_t n = 5;
