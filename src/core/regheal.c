@@ -51,6 +51,8 @@ void shoal_reg__owner_stream_done(struct shoal_registry *r, struct owner *o, uin
     o->sweep_conn = 0;
     o->sweep_max = 0;
     o->want_owner_sync = false;
+    r->verify_busy_until = 0; /* the next owner sync may start */
+    r->next_verify = 0;
     if (o->unverified) {
         o->unverified = false;
         r->stats.verified++;
@@ -137,6 +139,11 @@ void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const ch
 void shoal_reg__verify_tick(struct shoal_registry *r, int64_t now)
 {
     r->next_verify = NEVER;
+    /* One owner sync at a time: after a heal many owners come back at
+     * once, and the first answer already brings most of what the others
+     * would (they then answer with little), instead of a storm of full
+     * exchanges. The next starts when one is answered, or after 1 s. */
+    bool may_start = now >= r->verify_busy_until;
     for (size_t i = 0; i < r->owners.cap; i++) {
         struct owner *o = r->owners.slots[i].value;
         if (!r->owners.slots[i].key || !is_live_status(o->status))
@@ -146,8 +153,11 @@ void shoal_reg__verify_tick(struct shoal_registry *r, int64_t now)
             r->stats.verify_timeouts++;
             shoal_reg__owner_services_bump(r, o);
         }
-        if (o->want_owner_sync && now >= o->next_verify && now >= o->next_owner_sync) {
+        if (o->want_owner_sync && now >= o->next_verify && now >= o->next_owner_sync &&
+            may_start) {
             struct shoal_addr a;
+            may_start = false;
+            r->verify_busy_until = now + VERIFY_RETRY_MS;
             o->next_verify = now + VERIFY_RETRY_MS;
             if (!o->unverified) {
                 o->want_owner_sync = false; /* a refusal: once per gap */
@@ -162,6 +172,8 @@ void shoal_reg__verify_tick(struct shoal_registry *r, int64_t now)
             r->next_verify = o->verify_deadline;
         if (o->want_owner_sync) {
             int64_t t = o->next_verify > o->next_owner_sync ? o->next_verify : o->next_owner_sync;
+            if (t <= now) /* due, waiting for the one in flight */
+                t = r->verify_busy_until > now ? r->verify_busy_until : now + 1;
             if (t < r->next_verify)
                 r->next_verify = t;
         }

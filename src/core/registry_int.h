@@ -99,6 +99,7 @@ struct shoal_registry {
     bool notice_inflight; /* a notice-driven sync awaits its answer (or the gap) */
     struct shoal_addr notice_inflight_addr;
     int64_t next_verify; /* earliest owner sync to ask for or verification deadline */
+    int64_t verify_busy_until; /* an owner sync in flight: the next waits (or 1 s) */
     /* While a stream from an owner is applied: its conn and name. */
     uint64_t owner_conn;
     const char *owner_from;
