@@ -145,7 +145,10 @@ static json_t *registry_stats_object(const struct shoal_registry_stats *st)
                     {"sync_events_sent", st->sync_events_sent},
                     {"sync_events_received", st->sync_events_received},
                     {"tombstones_collected", st->tombstones_collected}, {"reaped", st->reaped},
-                    {"generation_wipes", st->generation_wipes});
+                    {"generation_wipes", st->generation_wipes},
+                    {"floor_refusals", st->floor_refusals}, {"owner_syncs", st->owner_syncs},
+                    {"verified", st->verified}, {"verify_timeouts", st->verify_timeouts},
+                    {"swept", st->swept}, {"regossiped", st->regossiped});
 }
 
 static json_t *health_counts_object(const size_t by_health[SHOAL_HEALTH_COUNT])
@@ -248,7 +251,10 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
         v, "protocol",
         COUNTERS({"probes_sent", st->probes_sent}, {"probes_failed", st->probes_failed},
                  {"ping_reqs_sent", st->ping_reqs_sent}, {"suspicions", st->suspicions},
-                 {"refutes", st->refutes}, {"deaths", st->deaths}, {"conflicts", st->conflicts},
+                 {"probe_suspicions", st->probe_suspicions},
+                 {"refutes", st->refutes}, {"stale_claims", st->stale_claims},
+                 {"fallback_pings", st->fallback_pings}, {"fallback_acks", st->fallback_acks},
+                 {"deaths", st->deaths}, {"conflicts", st->conflicts},
                  {"updates_applied", st->updates_applied}, {"pushpulls", st->pushpulls}));
     json_object_set_new(v, "joining", json_boolean(shoal_swim_joining(s)));
     json_object_set_new(v, "cluster_key", json_boolean(shoal_node_has_cluster_key(api->node)));
