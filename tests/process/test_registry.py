@@ -552,6 +552,7 @@ def t_ttl(h):
         lapsed = sent - last_ack >= TTL - 0.5
         shoal(h, owner, "heartbeat", "t-1")
         last_ack = time.monotonic()
+        last_sent = sent
         for a in nodes:
             got = api_instances(a, "tick", all=False)[1]
             if not lapsed and time.monotonic() - last_ack < TTL - 0.5:
