@@ -35,6 +35,7 @@
 #include "io/joiner.h"
 #include "io/log.h"
 #include "io/metrics.h"
+#include "io/ui.h"
 #include "io/node.h"
 #include "io/procinfo.h"
 #include "io/regstore.h"
@@ -65,8 +66,7 @@
 static const char agent_help_notes[] =
     "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds. Protocol constants follow\n"
     "memberlist's LAN profile. --advertise defaults to --bind, the name to the hostname.\n"
-    "Registry: --config-dir loads every *.service and Consul *.json file at start and on\n"
-    "SIGHUP. --dns-domain, --datacenter and the Consul API: docs/consul.md.\n"
+    "Registry: --config-dir loads every *.service file at start and on SIGHUP.\n"
     "DNS: if the default --dns address is taken, a warning and no DNS; 'off' disables it.\n"
     "Joining: --join and --retry-join take HOST:PORT, HOST an IP address or a DNS name that\n"
     "is resolved again at every attempt (all its addresses are asked); a failed attempt is\n"
@@ -224,7 +224,7 @@ static const struct shoal_agent_flag agent_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT, "FORMAT",
      "text, or json: one object per line (ts, level, subsystem, msg, fields)", 0, "text"},
     {"config-dir", required_argument, NULL, OPT_CONFIG_DIR, "DIR",
-     "service files (*.service, Consul *.json) loaded at start and on SIGHUP", 0, NULL},
+     "service files (*.service) loaded at start and on SIGHUP", 0, NULL},
     {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL, "D",
      "registry anti-entropy with a random member, 0 = off", 0, "30s"},
     {"registry-reap", required_argument, NULL, OPT_REGISTRY_REAP, "D",
@@ -234,14 +234,14 @@ static const struct shoal_agent_flag agent_options[] = {
     {"dns", required_argument, NULL, OPT_DNS, "IP:PORT|off",
      "serve DNS (UDP and TCP) here (default 127.0.0.1:8600); off: no DNS", 0, NULL},
     {"dns-ttl", required_argument, NULL, OPT_DNS_TTL, "SECONDS",
-     "the TTL of DNS answers in whole seconds (5 or 5s); sub-second values are refused", 0,
-     "0"},
+     "the TTL of DNS answers: whole seconds (5 or 5s); sub-second TTLs are refused", 0, "0"},
     {"dns-domain", required_argument, NULL, OPT_DNS_DOMAIN, "DOMAIN",
-     "the DNS domain, as Consul's: NAME.service.DOMAIN (consul works)", 0, "shoal"},
+     "the DNS domain answered, names as Consul's: NAME.service.DOMAIN ('consul' works)", 0,
+     "shoal"},
     {"dns-udp-answer-limit", required_argument, NULL, OPT_DNS_UDP_ANSWER_LIMIT, "N",
-     "records in a UDP answer, TC set beyond (Consul's udp_answer_limit); 0: no cap", 0, "3"},
+     "records per UDP answer, TC set beyond so clients retry over TCP; 0 = no cap", 0, "3"},
     {"datacenter", required_argument, NULL, OPT_DATACENTER, "DC",
-     "the datacenter the Consul API and the DNS .DC. label answer to", 0, "dc1"},
+     "the datacenter name the Consul API and the DNS .DC. label answer to", 0, "dc1"},
     {"check-rise", required_argument, NULL, OPT_CHECK_RISE, "N",
      "successes in a row before a check passes, 1-100", 0, "1"},
     {"check-fall", required_argument, NULL, OPT_CHECK_FALL, "N",
@@ -306,6 +306,20 @@ static int parse_count_flag(const char *flag, const char *val, uint32_t min, uin
     return 0;
 }
 
+static int parse_join_flag(struct agent_opts *o, const char *flag, const char *v)
+{
+    char host[SHOAL_HOST_MAX];
+    uint16_t port;
+    if (o->n_joins + o->n_retry_joins == AGENT_MAX_JOIN)
+        return bad_value(flag, v, "too many --join and --retry-join addresses (at most 64)");
+    if (shoal_hostport_split(v, host, sizeof(host), &port) != 0)
+        return bad_value(flag, v,
+                         "expected HOST:PORT (HOST an IP address or a DNS name, [IPv6]:PORT) "
+                         "with a port 1-65535");
+    o->joins[o->n_joins + o->n_retry_joins] = v;
+    return 0;
+}
+
 /* --dns-ttl: a bare number is seconds (DNS TTLs are whole seconds); a
  * duration must be whole seconds too, so 500ms is refused, not rounded. */
 static int parse_dns_ttl_flag(const char *val, uint32_t *out)
@@ -323,26 +337,6 @@ static int parse_dns_ttl_flag(const char *val, uint32_t *out)
     return 0;
 }
 
-static int parse_join_flag(struct agent_opts *o, const char *flag, const char *v)
-{
-    char host[SHOAL_HOST_MAX];
-    uint16_t port;
-    if (o->n_joins + o->n_retry_joins == AGENT_MAX_JOIN)
-        return bad_value(flag, v, "too many --join and --retry-join addresses (at most 64)");
-    if (shoal_hostport_split(v, host, sizeof(host), &port) != 0)
-        return bad_value(flag, v,
-                         "expected HOST:PORT (HOST an IP address or a DNS name, [IPv6]:PORT) "
-                         "with a port 1-65535");
-    o->joins[o->n_joins + o->n_retry_joins] = v;
-    return 0;
-}
-
-static bool addr_is_wildcard(const struct shoal_addr *a)
-{
-    static const uint8_t zero[16];
-    return memcmp(a->ip, zero, a->family == 6 ? 16 : 4) == 0;
-}
-
 /* NODE.node.DOMAIN: a member that is alive or suspect, at its address. */
 static bool agent_node_addr(void *ud, const char *name, uint8_t ip[16], uint8_t *iplen)
 {
@@ -353,6 +347,12 @@ static bool agent_node_addr(void *ud, const char *name, uint8_t ip[16], uint8_t 
     *iplen = mi.addr.family == 6 ? 16 : 4;
     memcpy(ip, mi.addr.ip, *iplen);
     return true;
+}
+
+static bool addr_is_wildcard(const struct shoal_addr *a)
+{
+    static const uint8_t zero[16];
+    return memcmp(a->ip, zero, a->family == 6 ? 16 : 4) == 0;
 }
 
 /* One flag's value (from the command line, the environment, a file or the
@@ -501,7 +501,7 @@ static int agent_apply(void *ud, const struct shoal_agent_flag *f, const char *v
     case OPT_DATACENTER: {
         char dc[SHOAL_DNS_DOMAIN_MAX];
         const char *why = strlen(v) >= 64 || strchr(v, '.') ? "expected one DNS label"
-                                                            : shoal_dns_domain_parse(v, dc);
+                                                             : shoal_dns_domain_parse(v, dc);
         rc = why ? bad_value("datacenter", v, why) : 0;
         o->datacenter = v;
         break;
@@ -664,13 +664,15 @@ static void agent_reg_changed(void *ud)
 {
     struct agent *a = ud;
     shoal_api_registry_changed(&a->api);
+    shoal_ui_notify(&a->api, false);
 }
 
-/* SWIM events: metrics count flaps from them. */
+/* SWIM events: metrics count flaps from them; the web UI shows them. */
 static void agent_event(void *ud, const struct shoal_event *ev)
 {
     struct agent *a = ud;
     shoal_metrics_event(&a->metrics, shoal_node_clock_ms(), ev);
+    shoal_ui_notify(&a->api, true);
     shoal_joinset_event(&a->joins, ev);
 }
 

@@ -41,6 +41,7 @@
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
+#include "io/ui.h"
 #include "wire/wire.h"
 
 #define API_ECHO_MAX 96          /* bytes of request text quoted in errors */
@@ -1061,7 +1062,9 @@ static void waiter_unlink(struct api_waiter *w)
 /* Answers a detached waiter with the current result and frees it. */
 static void waiter_answer(struct api_waiter *w)
 {
-    json_t *v = query_result(w->api, &w->q);
+    /* a client that went away (a page closed) costs no answer: building a
+     * 10,000-instance one takes a good part of a second */
+    json_t *v = shoal_http_awaiting(w->api->http, w->conn) ? query_result(w->api, &w->q) : NULL;
     char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     int status = body ? 200 : 500;
@@ -1116,6 +1119,7 @@ void shoal_api_close(struct shoal_api *api)
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
     shoal_consul_close(api);
+    shoal_ui_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1448,8 +1452,10 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
     struct shoal_api *api = ud;
     char p[API_ECHO_MAX + 1];
 
-    /* Native routes first: they win where a path could mean both. */
-    if (shoal_api_native(api, conn_id, req, resp) || shoal_consul_handle(api, conn_id, req, resp))
+    /* The web UI (/ui/, /v1/cluster), then native routes: they win where a
+     * path could mean both; then Consul's. */
+    if (shoal_ui_handle(api, conn_id, req, resp) || shoal_api_native(api, conn_id, req, resp) ||
+        shoal_consul_handle(api, conn_id, req, resp))
         return;
     echo_safe(p, sizeof(p), req->path);
     reply_error(resp, 404, "no such endpoint: %s", p);
