@@ -89,6 +89,7 @@ struct shoal_registry {
     uint64_t qorder;
 
     uint64_t index;
+    uint64_t index_base; /* the floor this run started from (unseen services) */
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
     bool push_pending;  /* new events to push before the next regular tick */
     bool applying_sync; /* events from a big anti-entropy message are not re-gossiped */

@@ -16,6 +16,7 @@
  */
 #include "io/api.h"
 #include "io/checkspec.h"
+#include "io/consul_api.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -40,6 +41,7 @@
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
+#include "io/ui.h"
 #include "wire/wire.h"
 
 #define API_ECHO_MAX 96          /* bytes of request text quoted in errors */
@@ -1066,7 +1068,9 @@ static void waiter_unlink(struct api_waiter *w)
 /* Answers a detached waiter with the current result and frees it. */
 static void waiter_answer(struct api_waiter *w)
 {
-    json_t *v = query_result(w->api, &w->q);
+    /* a client that went away (a page closed) costs no answer: building a
+     * 10,000-instance one takes a good part of a second */
+    json_t *v = shoal_http_awaiting(w->api->http, w->conn) ? query_result(w->api, &w->q) : NULL;
     char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     int status = body ? 200 : 500;
@@ -1091,6 +1095,7 @@ void shoal_api_registry_changed(struct shoal_api *api)
     struct api_waiter *ready = NULL;
     const struct shoal_registry *r;
 
+    shoal_consul_registry_changed(api);
     if (!api->waiters || !api->waiters->n)
         return;
     r = shoal_node_registry(api->node);
@@ -1110,12 +1115,17 @@ void shoal_api_registry_changed(struct shoal_api *api)
     }
 }
 
-size_t shoal_api_waiting(const struct shoal_api *api) { return api->waiters ? api->waiters->n : 0; }
+size_t shoal_api_waiting(const struct shoal_api *api)
+{
+    return (api->waiters ? api->waiters->n : 0) + shoal_consul_waiting(api);
+}
 
 void shoal_api_close(struct shoal_api *api)
 {
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
+    shoal_consul_close(api);
+    shoal_ui_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1404,10 +1414,9 @@ static const struct api_route routes[] = {
     {"/metrics", "GET", api_metrics},
 };
 
-void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,
+bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
                       struct shoal_http_resp *resp)
 {
-    struct shoal_api *api = ud;
     char p[API_ECHO_MAX + 1], m[API_ECHO_MAX + 1];
     char arg[SHOAL_ID_MAX * 3 + 1];
 
@@ -1429,17 +1438,31 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
         if (strcmp(req->method, routes[i].method) != 0) {
             echo_safe(m, sizeof(m), req->method);
             reply_error(resp, 405, "method %s not allowed on %s; use %s", m, rp, routes[i].method);
-            return;
+            return true;
         }
         arg[0] = 0;
         if (prefix && !url_decode(rest, strlen(rest), arg, sizeof(arg))) {
             echo_safe(p, sizeof(p), rest);
             reply_error(resp, 400, "'%s' is too long for an instance id or service name", p);
-            return;
+            return true;
         }
         routes[i].fn(api, conn_id, req, arg, resp);
-        return;
+        return true;
     }
+    return false;
+}
+
+void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,
+                      struct shoal_http_resp *resp)
+{
+    struct shoal_api *api = ud;
+    char p[API_ECHO_MAX + 1];
+
+    /* The web UI (/ui/, /v1/cluster), then native routes: they win where a
+     * path could mean both; then Consul's. */
+    if (shoal_ui_handle(api, conn_id, req, resp) || shoal_api_native(api, conn_id, req, resp) ||
+        shoal_consul_handle(api, conn_id, req, resp))
+        return;
     echo_safe(p, sizeof(p), req->path);
     reply_error(resp, 404, "no such endpoint: %s", p);
 }

@@ -559,7 +559,7 @@ static struct api_call call_api(struct shoal_node *n, const char *method, const 
                                 const char *body, size_t body_len)
 {
     struct shoal_api api = {.node = n, .leave = leave_hook, .joins = test_joins};
-    struct shoal_http_req req = {method, path, "", body, body_len};
+    struct shoal_http_req req = {method, path, "", body, body_len, ""};
     struct shoal_http_resp resp = {0};
     struct api_call out = {0};
     json_error_t jerr;
