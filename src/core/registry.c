@@ -30,6 +30,7 @@ struct entry {
     uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
     uint32_t spos;       /* service vector position + 1; 0 = not indexed */
     uint32_t opos;       /* own vector position + 1 (our own entries) */
+    uint32_t ocost;      /* shoal_instance_cost while in the own vector */
     /* Our own TTL instances: when the TTL last passed (or registration). */
     int64_t ttl_base;
     /* Our own instances: the TTL's part of the health (passing without a
@@ -72,6 +73,7 @@ struct shoal_registry {
     uint64_t own_version;
     struct entry **own; /* our live entries */
     size_t n_own, cap_own;
+    size_t own_cost; /* sum of their ocost: what the data dir must hold */
 
     struct qitem *q;
     size_t qn, qcap;
@@ -251,6 +253,8 @@ static void own_remove(struct shoal_registry *r, struct entry *e)
     if (!e->opos)
         return;
     size_t i = e->opos - 1;
+    r->own_cost -= e->ocost;
+    e->ocost = 0;
     r->own[i] = r->own[--r->n_own];
     r->own[i]->opos = (uint32_t)i + 1;
     e->opos = 0;
@@ -258,10 +262,18 @@ static void own_remove(struct shoal_registry *r, struct entry *e)
 
 static void own_add(struct shoal_registry *r, struct entry *e)
 {
-    if (e->opos || !grow((void **)&r->own, &r->cap_own, r->n_own + 1, sizeof(*r->own)))
+    if (e->opos) { /* an update: its size may have changed */
+        r->own_cost -= e->ocost;
+        e->ocost = shoal_instance_cost(&e->in);
+        r->own_cost += e->ocost;
+        return;
+    }
+    if (!grow((void **)&r->own, &r->cap_own, r->n_own + 1, sizeof(*r->own)))
         return;
     r->own[r->n_own++] = e;
     e->opos = (uint32_t)r->n_own;
+    e->ocost = shoal_instance_cost(&e->in);
+    r->own_cost += e->ocost;
 }
 
 /* Forgets an entry entirely (digest included). */
@@ -618,6 +630,14 @@ uint64_t shoal_registry_own_version(const struct shoal_registry *r)
 {
     return r->own_version;
 }
+
+const struct shoal_instance *shoal_registry_own_get(const struct shoal_registry *r, const char *id)
+{
+    const struct entry *e = shoal_strmap_get(&r->self->ids, id);
+    return e && !e->in.deleted ? &e->in : NULL;
+}
+
+size_t shoal_registry_own_cost(const struct shoal_registry *r) { return r->own_cost; }
 
 /* TTL (the design this project came from, Consul's TTL checks): a TTL
  * instance not heartbeated within its TTL turns critical; after a further

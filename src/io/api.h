@@ -28,6 +28,7 @@ struct shoal_node;
 struct shoal_svcset;
 struct shoal_metrics;
 struct api_waiters;
+struct api_acks;
 struct shoal_resolver;
 
 #define SHOAL_API_MAX_WAITERS 4096      /* blocking queries at once; then 503 */
@@ -51,6 +52,7 @@ struct shoal_api {
     /* Optional: flap counts and the DNS server for GET /metrics. */
     struct shoal_metrics *metrics;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
+    struct api_acks *acks;       /* private (io/apiack.h); shoal_api_close() frees it */
     struct shoal_resolver *resolver; /* private (io/resolve.h); shoal_api_close() frees it */
 };
 
@@ -61,6 +63,9 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
 /* Answers every blocking query whose service index has moved (the node's
  * reg_changed observer calls this). */
 void shoal_api_registry_changed(struct shoal_api *api);
+/* The node's persisted observer: answers the registrations, deregistrations
+ * and heartbeats that waited for that write (rc 0), or fails them (500). */
+void shoal_api_persisted(struct shoal_api *api, int rc);
 /* Blocking queries waiting now. */
 size_t shoal_api_waiting(const struct shoal_api *api);
 /* Drops every waiting query (their connections close with the server) and
