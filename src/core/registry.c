@@ -82,6 +82,14 @@ struct shoal_registry {
     uint64_t index;
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
     bool push_pending;   /* new events to push before the next regular tick */
+    /* Pushes are at least a tenth of a gossip interval apart, so that a
+     * burst of registrations is one sort and one send per gap, not one per
+     * event (issue 14: that sort dominated at 10,000 own instances). */
+    int64_t next_push;
+    /* No own TTL or deregister-critical-after deadline before this (it may
+     * be early, never late): ticks and next_deadline scan r->own only when
+     * it has passed, not on every input. */
+    int64_t own_deadline;
     bool applying_sync;  /* events from anti-entropy are not re-gossiped */
 
     /* Scratch for building messages (shallow copies of entries). */
@@ -421,6 +429,8 @@ static struct entry *own_entry(struct shoal_registry *r, const char *id)
     return e && !e->in.deleted ? e : NULL;
 }
 
+static void own_deadline_note(struct shoal_registry *r, const struct entry *e);
+
 /* Writes a new version of one of ours: base is the new content (it may
  * borrow the old entry's strings). ttl_base carries over to the new state.
  * Returns 0 or SHOAL_ENOMEM. */
@@ -437,6 +447,7 @@ static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instanc
         return SHOAL_ENOMEM;
     e->ttl_base = ttl_base;
     e->critical_since = since;
+    own_deadline_note(r, e);
     return 0;
 }
 
@@ -526,6 +537,7 @@ int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
     e->ttl_health = SHOAL_PASSING;
+    own_deadline_note(r, e);
     uint8_t h = worst_health(e->in.checks, e->in.n_checks, SHOAL_PASSING);
     if (e->in.health == h)
         return 0;
@@ -664,8 +676,23 @@ static int64_t dca_deadline(const struct entry *e)
     return e->critical_since + e->in.deregister_critical_after_ms;
 }
 
+/* The earliest either deadline of e can be, whatever its health. */
+static void own_deadline_note(struct shoal_registry *r, const struct entry *e)
+{
+    int64_t d = NEVER;
+    if (e->in.ttl_ms)
+        d = e->ttl_base + e->in.ttl_ms;
+    if (e->in.deregister_critical_after_ms &&
+        e->critical_since + (int64_t)e->in.deregister_critical_after_ms < d)
+        d = e->critical_since + e->in.deregister_critical_after_ms;
+    if (d < r->own_deadline)
+        r->own_deadline = d;
+}
+
 static void ttl_tick(struct shoal_registry *r, int64_t now)
 {
+    if (now < r->own_deadline)
+        return;
     for (size_t i = 0; i < r->n_own;) {
         struct entry *e = r->own[i];
         int rc;
@@ -684,6 +711,14 @@ static void ttl_tick(struct shoal_registry *r, int64_t now)
         }
         /* Any change may move entries within r->own: restart the scan. */
         i = rc == 0 ? 0 : i + 1;
+    }
+    r->own_deadline = NEVER;
+    for (size_t i = 0; i < r->n_own; i++) {
+        int64_t t = ttl_deadline(r, r->own[i]), c = dca_deadline(r->own[i]);
+        if (t < r->own_deadline)
+            r->own_deadline = t;
+        if (c < r->own_deadline)
+            r->own_deadline = c;
     }
 }
 
@@ -1143,30 +1178,26 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
         int64_t iv = r->cfg.gossip_interval_ms;
         r->next_gossip += ((now - r->next_gossip) / iv + 1) * iv;
         r->push_pending = false;
+        r->next_push = now + r->cfg.gossip_interval_ms / 10;
         gossip_send(r);
-    } else if (r->push_pending) {
+    } else if (r->push_pending && now >= r->next_push) {
         r->push_pending = false;
+        r->next_push = now + r->cfg.gossip_interval_ms / 10;
         gossip_send(r);
     }
 }
 
 int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
 {
-    if (r->push_pending)
-        return INT64_MIN; /* now */
     int64_t d = r->next_gc < r->next_reap ? r->next_gc : r->next_reap;
+    if (r->push_pending && r->next_push < d)
+        d = r->next_push; /* INT64_MIN until the first push: now */
     if (r->qn && r->next_gossip < d)
         d = r->next_gossip;
     if (r->cfg.sync_interval_ms && r->next_sync < d)
         d = r->next_sync;
-    for (size_t i = 0; i < r->n_own; i++) {
-        int64_t t = ttl_deadline(r, r->own[i]);
-        int64_t c = dca_deadline(r->own[i]);
-        if (t < d)
-            d = t;
-        if (c < d)
-            d = c;
-    }
+    if (r->own_deadline < d)
+        d = r->own_deadline;
     return d;
 }
 
@@ -1341,6 +1372,8 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
             r->last_notice_sync = INT64_MIN / 2;
             r->next_gossip = (int64_t)(shoal_strhash(c->self) % c->gossip_interval_ms);
             r->next_reap = NEVER;
+            r->next_push = INT64_MIN;
+            r->own_deadline = NEVER;
         }
     }
     if (err)

@@ -61,6 +61,7 @@ struct shoal_node {
     bool compact;
     bool flush_wanted; /* a change or a waiter since the last attempt */
     ev_prepare prepare;
+    ev_idle again; /* one more loop pass without blocking: see node_prepare */
     uint64_t snapshot_bytes; /* of the last snapshot written */
     uint8_t *logbuf; /* record encoding scratch */
     size_t logbuf_cap;
@@ -316,6 +317,17 @@ static void node_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)revents;
     if (n->flush_wanted)
         (void)shoal_node_persist(n); /* logs its own failure; retried after the next input */
+    /* Answering the acknowledgements may have run pipelined requests that
+     * changed more: the loop must not block before writing those. One
+     * non-blocking pass first lets other ready requests join that write. */
+    if (n->flush_wanted && !ev_is_active(&n->again))
+        ev_idle_start(n->loop, &n->again);
+}
+
+static void node_again(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w); /* its only job was to keep this pass from blocking */
 }
 
 /* Called after every input: tells the observer about a changed registry,
@@ -829,6 +841,7 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
      * starts empty (its records are in the snapshot now). */
     if (n->data_dir) {
         n->dirty = n->compact = true;
+        ev_idle_init(&n->again, node_again);
         ev_prepare_init(&n->prepare, node_prepare);
         n->prepare.data = n;
         ev_prepare_start(loop, &n->prepare);
@@ -855,6 +868,8 @@ void shoal_node_free(struct shoal_node *n)
         ev_ref(n->loop);
         ev_prepare_stop(n->loop, &n->prepare);
     }
+    if (ev_is_active(&n->again))
+        ev_idle_stop(n->loop, &n->again);
     /* The stream first: closing connections calls nothing back. */
     shoal_stream_free(n->stream);
     shoal_swim_free(n->swim);
