@@ -80,11 +80,14 @@ Parts (select with --parts, default all):
     unless it is tmpfs too: the fsync cost). --reg-clients processes
     (default 8), each with one kept-alive connection and --reg-depth
     requests in flight (pipelined, default 4), POST --registrations
-    (default 10,000) distinct instances of the part 3 shape. Reported:
+    (default 10,000) distinct instances of the part 3 shape, all of one
+    service ("web-frontend"). Reported:
     acknowledged registrations per second (first request sent to last
     reply), the median request latency over the first and the last 10 %
     of the registrations (by order), and the agent's log appends (one
-    fdatasync each) per registration. With --baseline PATH the same run is
+    fdatasync each) per registration; then --big-queries (default 50) GET
+    /v1/instances/web-frontend of that whole service, p50 and p99 from
+    request to the last byte (issue 14, item 6). With --baseline PATH the same run is
     made with another shoal binary (e.g. a build of the commit before the
     log) and printed beside it: today's figure.
 
@@ -847,7 +850,7 @@ def med_p90(v):
 # part 5: registrations into one agent
 
 
-def _reg_worker(port, ks, depth, conn_out):
+def _reg_worker(port, ks, total, depth, conn_out):
     """One connection: POSTs the instances ks with depth requests in flight;
     sends back [(k, seconds)] or an error string."""
     try:
@@ -855,7 +858,7 @@ def _reg_worker(port, ks, depth, conn_out):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reqs = []
         for k in ks:
-            body = json.dumps(instance_spec(k, 10 ** 6, 0)).encode()
+            body = json.dumps(instance_spec(k, total, total)).encode()  # one service
             reqs.append(b"POST /v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: "
                         b"application/json\r\nContent-Length: " + str(len(body)).encode()
                         + b"\r\n\r\n" + body)
@@ -913,7 +916,8 @@ def bench_one_owner(args, binary, data_root, label):
         t0 = time.perf_counter()
         for sl in slices:
             rd, wr = ctx.Pipe(duplex=False)
-            w = ctx.Process(target=_reg_worker, args=(c.hport, sl, args.reg_depth, wr))
+            w = ctx.Process(target=_reg_worker,
+                            args=(c.hport, sl, total, args.reg_depth, wr))
             w.start()
             wr.close()
             pipes.append(rd)
@@ -934,12 +938,28 @@ def bench_one_owner(args, binary, data_root, label):
         info = HTTP(c.hport, timeout=10).get("/v1/info")
         persist = info.get("registry", {}).get("persist", {})
         ordered = [lat[k] for k in range(total)]
+        # The whole service (every instance registered above) through the
+        # API: request to the last byte of the body, one kept-alive
+        # connection; the body is parsed once, outside the timing.
+        hc = http.client.HTTPConnection("127.0.0.1", c.hport, timeout=60)
+        qt, body = [], b""
+        qcpu0 = proc_cpu_s(c.procs[0].pid)
+        for _ in range(args.big_queries):
+            t = time.perf_counter()
+            hc.request("GET", "/v1/instances/web-frontend")
+            body = hc.getresponse().read()
+            qt.append(time.perf_counter() - t)
+        hc.close()
+        qcpu = (proc_cpu_s(c.procs[0].pid) - qcpu0) / max(1, args.big_queries)
+        listed = len(json.loads(body)["instances"]) if body else 0
         tenth = max(1, total // 10)
         log(f"{label}: {total} registrations in {took:.2f} s")
         return {"rate": total / took, "first_ms": 1000 * statistics.median(ordered[:tenth]),
                 "last_ms": 1000 * statistics.median(ordered[-tenth:]),
                 "appends": persist.get("appends"), "writes": persist.get("writes"),
                 "cpu_us": 1e6 * cpu / total,
+                "big_n": listed, "big_cpu_ms": 1000 * qcpu, "big_bytes": len(body),
+                "big_p50": pct(qt, 50) if qt else None, "big_p99": pct(qt, 99) if qt else None,
                 "fs": subprocess.run(["stat", "-f", "-c", "%T", datadir], capture_output=True,
                                      text=True).stdout.strip()}
     finally:
@@ -1057,6 +1077,14 @@ def table(args, prop, core, big, regs=None):
         if r.get("appends") is not None:
             rows.append((pre + ": log appends (fdatasyncs) per registration",
                          f"{r['appends'] / args.registrations:.3f}", ""))
+        if r.get("big_p50") is not None:
+            rows.append((f"{name}, data dir on {where}: GET /v1/instances/NAME of those "
+                         f"{r['big_n']} instances ({r['big_bytes'] / 1e6:.1f} MB), p50 / p99 "
+                         f"(ms, {args.big_queries} queries)",
+                         f"{ms2(r['big_p50'])} / {ms2(r['big_p99'])}",
+                         "p50 < 20" if label == "shoal" else "issue: 300 ms p50"))
+            rows.append((f"{name}, data dir on {where}: agent CPU per such answer (ms)",
+                         f"{r['big_cpu_ms']:.1f}", ""))
     out = ["| measurement | result | target / reference |", "|---|---|---|"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(out)
@@ -1075,6 +1103,8 @@ def main():
     ap.add_argument("--reg-depth", type=int, default=4, help="part 5: requests in flight each (4)")
     ap.add_argument("--disk", default="/var/tmp", help="part 5: a data dir on a real disk")
     ap.add_argument("--baseline", help="part 5: also run this shoal binary (today's figure)")
+    ap.add_argument("--big-queries", type=int, default=50,
+                    help="part 5: GETs of the whole registered service afterwards (50)")
     ap.add_argument("--repeats", type=int, default=20, help="part 1: events per size (20)")
     ap.add_argument("--gap", type=float, default=2.0, help="pause between events, s (2)")
     ap.add_argument("--instances", type=int, default=100000, help="parts 2-4 (100000)")

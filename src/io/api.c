@@ -16,6 +16,7 @@
  */
 #include "io/api.h"
 #include "io/apiack.h"
+#include "io/apijson.h"
 #include "io/checkspec.h"
 
 #include <errno.h>
@@ -904,7 +905,10 @@ out:
 }
 
 /* {"index":N,"instances":[...]} for q, now. NULL when out of memory. */
-static json_t *query_result(struct shoal_api *api, const struct api_query *q)
+static const char *owner_status_cb(void *ud, const char *owner) { return owner_status(ud, owner); }
+
+/* The answer's body (io/apijson.h; malloc'd), or NULL when out of memory. */
+static char *query_result(struct shoal_api *api, const struct api_query *q)
 {
     const struct shoal_registry *r = shoal_node_registry(api->node);
     struct shoal_query sq = {.service = q->service,
@@ -915,18 +919,13 @@ static json_t *query_result(struct shoal_api *api, const struct api_query *q)
                              .all = q->all};
     size_t n = shoal_registry_query(r, &sq, NULL, 0);
     const struct shoal_instance **v = calloc(n ? n : 1, sizeof(*v));
-    json_t *arr = json_array();
-    if (!v || !arr) {
-        free(v);
-        json_decref(arr);
+    if (!v)
         return NULL;
-    }
     n = shoal_registry_query(r, &sq, v, n);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, instance_json(api, v[i]));
+    char *body = shoal_apijson_instances(v, n, shoal_registry_index(r, q->service),
+                                         owner_status_cb, api, NULL);
     free(v);
-    return json_pack("{s:I, s:o}", "index", (json_int_t)shoal_registry_index(r, q->service),
-                     "instances", arr);
+    return body;
 }
 
 struct api_waiter {
@@ -959,9 +958,7 @@ static void waiter_unlink(struct api_waiter *w)
 /* Answers a detached waiter with the current result and frees it. */
 static void waiter_answer(struct api_waiter *w)
 {
-    json_t *v = query_result(w->api, &w->q);
-    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
+    char *body = query_result(w->api, &w->q);
     int status = body ? 200 : 500;
     if (!body)
         body = strdup("{\"error\":\"out of memory\"}");
@@ -1035,12 +1032,15 @@ static void api_instances(struct shoal_api *api, uint64_t conn_id, const struct 
     bool wait = q.has_index && q.index == shoal_registry_index(r, q.service) && q.wait_ms > 0 &&
                 api->http && api->loop;
     if (!wait) {
-        json_t *v = query_result(api, &q);
+        char *body = query_result(api, &q);
         query_clear(&q);
-        if (!v)
+        if (!body) {
             reply_error(resp, 500, "out of memory");
-        else
-            reply_json(resp, 200, v);
+        } else {
+            resp->status = 200;
+            resp->content_type = "application/json";
+            resp->body = body;
+        }
         return;
     }
     if (!api->waiters && !(api->waiters = calloc(1, sizeof(*api->waiters)))) {
