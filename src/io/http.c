@@ -57,11 +57,13 @@ struct http_conn {
     struct http_buf url, body;
     size_t head_bytes;
     int reject;          /* status to answer when a callback stops the parser */
-    char hdr_name[8];    /* lower-cased prefix of the current header name */
+    char hdr_name[16];   /* lower-cased prefix of the current header name */
     size_t hdr_name_len; /* full length seen so far (may exceed the buffer) */
     char expect[16];     /* value of an Expect header, truncated */
     size_t expect_len;
-    bool hdr_in_value, is_expect;
+    char inm[128];       /* value of an If-None-Match header, truncated */
+    size_t inm_len;
+    bool hdr_in_value, is_expect, is_inm;
     /* the request parsed last: read by dispatch and by a deferred reply */
     bool have_req, keepalive, is_head;
     bool awaiting;    /* a deferred request waits for shoal_http_reply() */
@@ -210,9 +212,9 @@ static const char *status_text(int status)
 /* Queues one response; takes ownership of body. 1xx, 204 and 304 carry no
  * body (RFC 9110 6.4.1); a HEAD response announces the length it omits. */
 static int conn_queue_response(struct http_conn *c, int status, const char *content_type,
-                               char *body)
+                               const char *headers, char *body)
 {
-    char head[512];
+    char head[512 + SHOAL_HTTP_EXTRA_HEADERS];
     size_t blen = body ? strlen(body) : 0;
     int n;
 
@@ -223,15 +225,17 @@ static int conn_queue_response(struct http_conn *c, int status, const char *cont
     bool no_body = status < 200 || status == 204 || status == 304;
     if (!content_type)
         content_type = "application/json";
+    if (!headers || strlen(headers) >= SHOAL_HTTP_EXTRA_HEADERS)
+        headers = "";
     if (no_body) {
         blen = 0;
-        n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nConnection: %s\r\n\r\n", status,
-                     status_text(status), c->keepalive ? "keep-alive" : "close");
+        n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%sConnection: %s\r\n\r\n", status,
+                     status_text(status), headers, c->keepalive ? "keep-alive" : "close");
     } else {
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: %s\r\n\r\n",
-                     status, status_text(status), content_type, blen,
+                     "%sConnection: %s\r\n\r\n",
+                     status, status_text(status), content_type, blen, headers,
                      c->keepalive ? "keep-alive" : "close");
     }
     int rc =
@@ -261,7 +265,7 @@ static int conn_reject(struct http_conn *c, int status, const char *msg)
     snprintf(tmp, sizeof(tmp), "{\"error\":\"%s\"}", msg);
     c->keepalive = false;
     c->is_head = false;
-    return conn_queue_response(c, status, NULL, strdup_or_null(tmp));
+    return conn_queue_response(c, status, NULL, NULL, strdup_or_null(tmp));
 }
 
 /* ---- parser callbacks: they only collect the request ---- */
@@ -272,8 +276,8 @@ static int on_message_begin(http_parser *p)
     c->url.len = c->body.len = 0;
     c->head_bytes = 0;
     c->reject = 0;
-    c->hdr_name_len = c->expect_len = 0;
-    c->hdr_in_value = c->is_expect = false;
+    c->hdr_name_len = c->expect_len = c->inm_len = 0;
+    c->hdr_in_value = c->is_expect = c->is_inm = false;
     return 0;
 }
 
@@ -325,10 +329,15 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     if (!c->hdr_in_value) {
         c->hdr_in_value = true;
         c->is_expect = c->hdr_name_len == 6 && memcmp(c->hdr_name, "expect", 6) == 0;
+        c->is_inm = c->hdr_name_len == 13 && memcmp(c->hdr_name, "if-none-match", 13) == 0;
     }
     if (c->is_expect) {
         for (size_t i = 0; i < n && c->expect_len < sizeof(c->expect); i++)
             c->expect[c->expect_len++] = at[i];
+    }
+    if (c->is_inm) { /* kept NUL-terminated; a longer value is cut (it then matches nothing) */
+        for (size_t i = 0; i < n && c->inm_len + 1 < sizeof(c->inm); i++)
+            c->inm[c->inm_len++] = at[i];
     }
     return 0;
 }
@@ -502,6 +511,8 @@ static int conn_dispatch(struct http_conn *c)
     req.query = pq + plen + 1;
     req.body = c->body.p;
     req.body_len = c->body.len;
+    c->inm[c->inm_len] = 0;
+    req.if_none_match = c->inm;
 
     s->depth++;
     s->handler(s->ud, c->id, &req, &resp);
@@ -518,7 +529,7 @@ static int conn_dispatch(struct http_conn *c)
         c->awaiting = true;
         return 0;
     }
-    return conn_queue_response(c, resp.status, resp.content_type, resp.body);
+    return conn_queue_response(c, resp.status, resp.content_type, resp.headers, resp.body);
 }
 
 /* Parses buffered input and answers complete requests in order, then sends.
@@ -814,6 +825,12 @@ void shoal_http_server_free(struct shoal_http_server *s)
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
                       const char *content_type, char *body)
 {
+    return shoal_http_reply_headers(s, conn_id, status, content_type, NULL, body);
+}
+
+bool shoal_http_reply_headers(struct shoal_http_server *s, uint64_t conn_id, int status,
+                              const char *content_type, const char *headers, char *body)
+{
     struct http_conn *c = s && !s->dying ? conn_find(s, conn_id) : NULL;
     if (!c || !c->awaiting || c->lingering) {
         free(body);
@@ -821,7 +838,7 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
     }
     s->depth++;
     c->awaiting = false;
-    int rc = conn_queue_response(c, status, content_type, body);
+    int rc = conn_queue_response(c, status, content_type, headers, body);
     if (rc == 0)
         rc = conn_process(c); /* sends, then parses pipelined requests */
     bool ok = !c->write_failed;
@@ -829,6 +846,12 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
         conn_close(c);
     server_leave(s);
     return ok;
+}
+
+bool shoal_http_awaiting(struct shoal_http_server *s, uint64_t conn_id)
+{
+    struct http_conn *c = conn_find(s, conn_id);
+    return c && c->awaiting && !c->lingering && !c->peer_eof;
 }
 
 bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen)
