@@ -75,7 +75,23 @@ Parts (select with --parts, default all):
     from request to the last byte of the parsed reply; p50 and p99. Also
     --queries/10 of the 10,000-instance service for comparison.
 
-Usage: scripts/bench_registry.py [N ...] [--repeats 20] [--parts 1,2,3,4]
+ 5. registrations into one agent (issue 14, item 7): one agent alone, data
+    dir on tmpfs (--shm) and then on --disk (default /var/tmp, a real disk
+    unless it is tmpfs too: the fsync cost). --reg-clients processes
+    (default 8), each with one kept-alive connection and --reg-depth
+    requests in flight (pipelined, default 4), POST --registrations
+    (default 10,000) distinct instances of the part 3 shape, all of one
+    service ("web-frontend"). Reported:
+    acknowledged registrations per second (first request sent to last
+    reply), the median request latency over the first and the last 10 %
+    of the registrations (by order), and the agent's log appends (one
+    fdatasync each) per registration; then --big-queries (default 50) GET
+    /v1/instances/web-frontend of that whole service, p50 and p99 from
+    request to the last byte (issue 14, item 6). With --baseline PATH the same run is
+    made with another shoal binary (e.g. a build of the commit before the
+    log) and printed beside it: today's figure.
+
+Usage: scripts/bench_registry.py [N ...] [--repeats 20] [--parts 1,2,3,4,5]
        [--only shoal|serf] [--instances 100000] [--owners 20] [--shoal PATH]
 Needs a build with the registry (cmake -S . -B build && cmake --build build
 -j2, which also builds build/tests/bench_registry) and serf for part 1.
@@ -830,7 +846,150 @@ def med_p90(v):
     return f"{ms(statistics.median(v))} / {ms(pct(v, 90))} ({ms(min(v))}..{ms(max(v))})"
 
 
-def table(args, prop, core, big):
+# ---------------------------------------------------------------------------
+# part 5: registrations into one agent
+
+
+def _reg_worker(port, ks, total, depth, conn_out):
+    """One connection: POSTs the instances ks with depth requests in flight;
+    sends back [(k, seconds)] or an error string."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reqs = []
+        for k in ks:
+            body = json.dumps(instance_spec(k, total, total)).encode()  # one service
+            reqs.append(b"POST /v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: " + str(len(body)).encode()
+                        + b"\r\n\r\n" + body)
+        sent, done, buf, res, t_sent = 0, 0, b"", [], {}
+        while done < len(reqs):
+            while sent < len(reqs) and sent - done < depth:
+                t_sent[sent] = time.perf_counter()
+                sock.sendall(reqs[sent])
+                sent += 1
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {done} replies")
+            buf += chunk
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                head = buf[:end].decode("latin-1")
+                clen = 0
+                for line in head.split("\r\n")[1:]:
+                    if line.lower().startswith("content-length:"):
+                        clen = int(line.split(":", 1)[1])
+                if len(buf) < end + 4 + clen:
+                    break
+                status = head.split(" ", 2)[1]
+                if status != "200":
+                    raise RuntimeError(f"HTTP {status}: {buf[end + 4:end + 4 + clen][:200]!r}")
+                buf = buf[end + 4 + clen:]
+                res.append((ks[done], time.perf_counter() - t_sent.pop(done)))
+                done += 1
+        sock.close()
+        conn_out.send(res)
+    except Exception as e:  # reported by the parent
+        conn_out.send(f"{type(e).__name__}: {e}")
+    finally:
+        conn_out.close()
+
+
+def bench_one_owner(args, binary, data_root, label):
+    import multiprocessing
+    workdir = tempfile.mkdtemp(prefix="shoal-rbench-one-", dir=args.tmp)
+    datadir = tempfile.mkdtemp(prefix="shoal-rbench-one-data-", dir=data_root)
+    a = argparse.Namespace(**vars(args))
+    a.shoal = binary
+    c = ShoalCluster(a, workdir, prefix="w", data_root=datadir)
+    total, procs = args.registrations, args.reg_clients
+    try:
+        c.prepare(1)
+        c.start(0, join=False)
+        c.wait_api(0, 15)
+        ctx = multiprocessing.get_context("fork")
+        cpu0 = proc_cpu_s(c.procs[0].pid)
+        slices = [list(range(i, total, procs)) for i in range(procs)]
+        pipes, workers = [], []
+        t0 = time.perf_counter()
+        for sl in slices:
+            rd, wr = ctx.Pipe(duplex=False)
+            w = ctx.Process(target=_reg_worker,
+                            args=(c.hport, sl, total, args.reg_depth, wr))
+            w.start()
+            wr.close()
+            pipes.append(rd)
+            workers.append(w)
+        lat = {}
+        for rd in pipes:
+            if not rd.poll(args.load_timeout):
+                raise Timeout(f"{label}: a client did not finish in {args.load_timeout} s")
+            r = rd.recv()
+            if isinstance(r, str):
+                raise RuntimeError(f"{label}: a client failed: {r}")
+            lat.update(r)
+        took = time.perf_counter() - t0
+        cpu = proc_cpu_s(c.procs[0].pid) - cpu0
+        for w in workers:
+            w.join(10)
+        c.check_running()
+        info = HTTP(c.hport, timeout=10).get("/v1/info")
+        persist = info.get("registry", {}).get("persist", {})
+        ordered = [lat[k] for k in range(total)]
+        # The whole service (every instance registered above) through the
+        # API: request to the last byte of the body, one kept-alive
+        # connection; the body is parsed once, outside the timing.
+        hc = http.client.HTTPConnection("127.0.0.1", c.hport, timeout=60)
+        qt, body = [], b""
+        qcpu0 = proc_cpu_s(c.procs[0].pid)
+        for _ in range(args.big_queries):
+            t = time.perf_counter()
+            hc.request("GET", "/v1/instances/web-frontend")
+            body = hc.getresponse().read()
+            qt.append(time.perf_counter() - t)
+        hc.close()
+        qcpu = (proc_cpu_s(c.procs[0].pid) - qcpu0) / max(1, args.big_queries)
+        listed = len(json.loads(body)["instances"]) if body else 0
+        tenth = max(1, total // 10)
+        log(f"{label}: {total} registrations in {took:.2f} s")
+        return {"rate": total / took, "first_ms": 1000 * statistics.median(ordered[:tenth]),
+                "last_ms": 1000 * statistics.median(ordered[-tenth:]),
+                "appends": persist.get("appends"), "writes": persist.get("writes"),
+                "cpu_us": 1e6 * cpu / total,
+                "big_n": listed, "big_cpu_ms": 1000 * qcpu, "big_bytes": len(body),
+                "big_p50": pct(qt, 50) if qt else None, "big_p99": pct(qt, 99) if qt else None,
+                "fs": subprocess.run(["stat", "-f", "-c", "%T", datadir], capture_output=True,
+                                     text=True).stdout.strip()}
+    finally:
+        c.stop()
+        cleanup(workdir, args)
+        cleanup(datadir, args)
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process, in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_registrations(args):
+    shm = args.shm if os.path.isdir(args.shm) else args.tmp
+    out = {}
+    for label, binary in [("shoal", args.shoal)] + ([("baseline", args.baseline)]
+                                                    if args.baseline else []):
+        for where, root in (("tmpfs", shm), ("disk", args.disk)):
+            try:
+                out[(label, where)] = bench_one_owner(args, binary, root, f"{label} {where}")
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                log(f"part 5 {label} {where}: FAILED: {e}")
+                out[(label, where)] = {"error": str(e).splitlines()[0] if str(e) else repr(e)}
+    return out
+
+
+def table(args, prop, core, big, regs=None):
     rows = []
     ref = {20: "1.5 s", 50: "1.6 s"}
     for n in args.sizes:
@@ -900,6 +1059,32 @@ def table(args, prop, core, big):
             rows.append((f"API: GET /v1/instances/NAME, {big['qbig_size']:.0f}-instance service, "
                          f"p50 / p99 (ms, {big['qbig_n']} queries)",
                          f"{ms2(big['qbig_p50'])} / {ms2(big['qbig_p99'])}", ""))
+    for (label, where), r in sorted((regs or {}).items()):
+        name = "this build" if label == "shoal" else f"baseline {args.baseline}"
+        pre = (f"one agent, {args.registrations} POST /v1/register, {args.reg_clients} clients x "
+               f"{args.reg_depth} in flight, {name}, data dir on {where}")
+        if "error" in r:
+            rows.append((pre, "FAILED: " + r["error"], ""))
+            continue
+        pre += f" ({r['fs']})"
+        rows.append((pre + ": acknowledged registrations/s", f"{r['rate']:.0f}",
+                     ">= 5000 on tmpfs" if label == "shoal" else "issue: 189/s over 20 agents"))
+        rows.append((pre + ": request latency, median of the first / last 10 % (ms)",
+                     f"{r['first_ms']:.2f} / {r['last_ms']:.2f}", "last <= 1.5 x first"))
+        rows.append((pre + ": agent CPU per registration (us; registrations per agent "
+                     "CPU-second)", f"{r['cpu_us']:.0f} ({1e6 / max(r['cpu_us'], 1e-3):.0f})",
+                     ""))
+        if r.get("appends") is not None:
+            rows.append((pre + ": log appends (fdatasyncs) per registration",
+                         f"{r['appends'] / args.registrations:.3f}", ""))
+        if r.get("big_p50") is not None:
+            rows.append((f"{name}, data dir on {where}: GET /v1/instances/NAME of those "
+                         f"{r['big_n']} instances ({r['big_bytes'] / 1e6:.1f} MB), p50 / p99 "
+                         f"(ms, {args.big_queries} queries)",
+                         f"{ms2(r['big_p50'])} / {ms2(r['big_p99'])}",
+                         "p50 < 20" if label == "shoal" else "issue: 300 ms p50"))
+            rows.append((f"{name}, data dir on {where}: agent CPU per such answer (ms)",
+                         f"{r['big_cpu_ms']:.1f}", ""))
     out = ["| measurement | result | target / reference |", "|---|---|---|"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(out)
@@ -912,7 +1097,14 @@ def main():
     ap.add_argument("--serf", default=shutil.which("serf") or "/usr/bin/serf")
     ap.add_argument("--core-bench", help="path of bench_registry (default: BUILD/tests/)")
     ap.add_argument("--only", choices=["shoal", "serf"], help="part 1: one system only")
-    ap.add_argument("--parts", default="1,2,3,4", help="which parts to run (1,2,3,4)")
+    ap.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (1,2,3,4,5)")
+    ap.add_argument("--registrations", type=int, default=10000, help="part 5 (10000)")
+    ap.add_argument("--reg-clients", type=int, default=8, help="part 5: client processes (8)")
+    ap.add_argument("--reg-depth", type=int, default=4, help="part 5: requests in flight each (4)")
+    ap.add_argument("--disk", default="/var/tmp", help="part 5: a data dir on a real disk")
+    ap.add_argument("--baseline", help="part 5: also run this shoal binary (today's figure)")
+    ap.add_argument("--big-queries", type=int, default=50,
+                    help="part 5: GETs of the whole registered service afterwards (50)")
     ap.add_argument("--repeats", type=int, default=20, help="part 1: events per size (20)")
     ap.add_argument("--gap", type=float, default=2.0, help="pause between events, s (2)")
     ap.add_argument("--instances", type=int, default=100000, help="parts 2-4 (100000)")
@@ -935,8 +1127,11 @@ def main():
     args = ap.parse_args()
 
     args.parts = set(args.parts.replace(" ", "").split(","))
-    if not args.parts <= {"1", "2", "3", "4"}:
-        ap.error("--parts takes a list of 1, 2, 3, 4")
+    if not args.parts <= {"1", "2", "3", "4", "5"}:
+        ap.error("--parts takes a list of 1, 2, 3, 4, 5")
+    if not 100 <= args.registrations <= 1000000 or not 1 <= args.reg_clients <= 64 \
+            or not 1 <= args.reg_depth <= 64:
+        ap.error("--registrations within 100..1000000, --reg-clients and --reg-depth 1..64")
     if "4" in args.parts:
         args.parts.add("3")  # part 4 queries the agent part 3 builds
     if any(n < 3 or n > 200 for n in args.sizes):
@@ -946,7 +1141,7 @@ def main():
     if not 1 <= args.owners <= 50 or not 1000 <= args.instances <= 1000000:
         ap.error("--owners within 1..50, --instances within 1000..1000000")
     systems = [args.only] if args.only else ["shoal", "serf"]
-    need_shoal = args.parts & {"1", "3"} and "shoal" in systems or args.parts & {"3"}
+    need_shoal = args.parts & {"1", "3"} and "shoal" in systems or args.parts & {"3", "5"}
     if need_shoal and not os.access(args.shoal, os.X_OK):
         ap.error(f"{args.shoal} not found: cmake -S . -B build && cmake --build build -j2")
     if "1" in args.parts and "serf" in systems and not os.access(args.serf, os.X_OK):
@@ -966,7 +1161,7 @@ def main():
 
     rng = random.Random(args.seed)
     load0 = os.getloadavg()
-    prop, core, big, failures = {}, None, None, []
+    prop, core, big, regs, failures = {}, None, None, None, []
     if "1" in args.parts:
         for n in args.sizes:
             for s in systems:
@@ -990,6 +1185,10 @@ def main():
             log(f"big registry: FAILED: {e}")
             failures.append(f"parts 3-4: {str(e).splitlines()[0] if str(e) else e}")
 
+    if "5" in args.parts:
+        regs = bench_registrations(args)
+        failures += [f"part 5 {k[0]} {k[1]}: {v['error']}" for k, v in regs.items() if "error" in v]
+
     ver = subprocess.run([args.shoal, "version"], capture_output=True, text=True, timeout=10) \
         if os.access(args.shoal, os.X_OK) else None
     what = [(ver.stdout.strip() if ver and ver.stdout else "shoal")]
@@ -1004,13 +1203,15 @@ def main():
               "timeout 500ms, gossip 200ms to 3, indirect 3, suspicion x4, retransmit x4, "
               "push-pull 30s")
     print()
-    print(table(args, prop, core, big))
+    print(table(args, prop, core, big, regs))
     for f in failures:
         print(f"\nFAILED: {f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"propagation": {f"{s}-{n}": r for (s, n), r in prop.items()},
-                       "core": core, "big": big, "failures": failures}, f, indent=2)
+                       "core": core, "big": big,
+                       "registrations": {f"{k[0]}-{k[1]}": v for k, v in (regs or {}).items()},
+                       "failures": failures}, f, indent=2)
     return 1 if failures else 0
 
 

@@ -172,6 +172,8 @@ static void own_remove(struct shoal_registry *r, struct entry *e)
     if (!e->opos)
         return;
     size_t i = e->opos - 1;
+    r->own_cost -= e->ocost;
+    e->ocost = 0;
     r->own[i] = r->own[--r->n_own];
     r->own[i]->opos = (uint32_t)i + 1;
     e->opos = 0;
@@ -179,10 +181,18 @@ static void own_remove(struct shoal_registry *r, struct entry *e)
 
 static void own_add(struct shoal_registry *r, struct entry *e)
 {
-    if (e->opos || !grow((void **)&r->own, &r->cap_own, r->n_own + 1, sizeof(*r->own)))
+    if (e->opos) { /* an update: its size may have changed */
+        r->own_cost -= e->ocost;
+        e->ocost = shoal_instance_cost(&e->in);
+        r->own_cost += e->ocost;
+        return;
+    }
+    if (!grow((void **)&r->own, &r->cap_own, r->n_own + 1, sizeof(*r->own)))
         return;
     r->own[r->n_own++] = e;
     e->opos = (uint32_t)r->n_own;
+    e->ocost = shoal_instance_cost(&e->in);
+    r->own_cost += e->ocost;
 }
 
 /* Forgets an entry entirely (digest included). */
@@ -346,6 +356,8 @@ static struct entry *own_entry(struct shoal_registry *r, const char *id)
     return e && !e->in.deleted ? e : NULL;
 }
 
+static void own_deadline_note(struct shoal_registry *r, const struct entry *e);
+
 /* Writes a new version of one of ours: base is the new content (it may
  * borrow the old entry's strings). ttl_base carries over to the new state.
  * Returns 0 or SHOAL_ENOMEM. */
@@ -362,6 +374,7 @@ static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instanc
         return SHOAL_ENOMEM;
     e->ttl_base = ttl_base;
     e->critical_since = since;
+    own_deadline_note(r, e);
     return 0;
 }
 
@@ -457,6 +470,7 @@ int shoal_registry_ttl_set(struct shoal_registry *r, int64_t now, int64_t wall_m
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
     e->ttl_health = health;
+    own_deadline_note(r, e);
     uint8_t h = worst_health(e->in.checks, e->in.n_checks, health);
     if (e->in.health == h)
         return 0;
@@ -562,6 +576,14 @@ uint64_t shoal_registry_own_version(const struct shoal_registry *r)
     return r->own_version;
 }
 
+const struct shoal_instance *shoal_registry_own_get(const struct shoal_registry *r, const char *id)
+{
+    const struct entry *e = shoal_strmap_get(&r->self->ids, id);
+    return e && !e->in.deleted ? &e->in : NULL;
+}
+
+size_t shoal_registry_own_cost(const struct shoal_registry *r) { return r->own_cost; }
+
 /* TTL (the design this project came from, Consul's TTL checks): a TTL
  * instance not heartbeated within its TTL turns critical; after a further
  * time its owner deregisters it: the instance's deregister_critical_after
@@ -587,8 +609,23 @@ static int64_t dca_deadline(const struct entry *e)
     return e->critical_since + e->in.deregister_critical_after_ms;
 }
 
+/* The earliest either deadline of e can be, whatever its health. */
+static void own_deadline_note(struct shoal_registry *r, const struct entry *e)
+{
+    int64_t d = NEVER;
+    if (e->in.ttl_ms)
+        d = e->ttl_base + e->in.ttl_ms;
+    if (e->in.deregister_critical_after_ms &&
+        e->critical_since + (int64_t)e->in.deregister_critical_after_ms < d)
+        d = e->critical_since + e->in.deregister_critical_after_ms;
+    if (d < r->own_deadline)
+        r->own_deadline = d;
+}
+
 static void ttl_tick(struct shoal_registry *r, int64_t now)
 {
+    if (now < r->own_deadline)
+        return;
     for (size_t i = 0; i < r->n_own;) {
         struct entry *e = r->own[i];
         int rc;
@@ -607,6 +644,14 @@ static void ttl_tick(struct shoal_registry *r, int64_t now)
         }
         /* Any change may move entries within r->own: restart the scan. */
         i = rc == 0 ? 0 : i + 1;
+    }
+    r->own_deadline = NEVER;
+    for (size_t i = 0; i < r->n_own; i++) {
+        int64_t t = ttl_deadline(r, r->own[i]), c = dca_deadline(r->own[i]);
+        if (t < r->own_deadline)
+            r->own_deadline = t;
+        if (c < r->own_deadline)
+            r->own_deadline = c;
     }
 }
 
@@ -1038,34 +1083,30 @@ void shoal_registry_tick(struct shoal_registry *r, int64_t now)
         int64_t iv = r->cfg.gossip_interval_ms;
         r->next_gossip += ((now - r->next_gossip) / iv + 1) * iv;
         r->push_pending = false;
+        r->next_push = now + r->cfg.gossip_interval_ms / 10;
         gossip_send(r);
-    } else if (r->push_pending) {
+    } else if (r->push_pending && now >= r->next_push) {
         r->push_pending = false;
+        r->next_push = now + r->cfg.gossip_interval_ms / 10;
         gossip_send(r);
     }
 }
 
 int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
 {
-    if (r->push_pending)
-        return INT64_MIN; /* now */
     int64_t d = r->next_gc < r->next_reap ? r->next_gc : r->next_reap;
     if (r->next_verify < d)
         d = r->next_verify;
     if (r->notice_pending && r->last_notice_sync + NOTICE_SYNC_GAP_MS < d)
         d = r->last_notice_sync + NOTICE_SYNC_GAP_MS;
+    if (r->push_pending && r->next_push < d)
+        d = r->next_push; /* INT64_MIN until the first push: now */
     if (r->qn && r->next_gossip < d)
         d = r->next_gossip;
     if (r->cfg.sync_interval_ms && r->next_sync < d)
         d = r->next_sync;
-    for (size_t i = 0; i < r->n_own; i++) {
-        int64_t t = ttl_deadline(r, r->own[i]);
-        int64_t c = dca_deadline(r->own[i]);
-        if (t < d)
-            d = t;
-        if (c < d)
-            d = c;
-    }
+    if (r->own_deadline < d)
+        d = r->own_deadline;
     return d;
 }
 
@@ -1257,6 +1298,8 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
             r->next_gossip = (int64_t)(shoal_strhash(c->self) % c->gossip_interval_ms);
             r->next_reap = NEVER;
             r->next_verify = NEVER;
+            r->next_push = INT64_MIN;
+            r->own_deadline = NEVER;
         }
     }
     if (err)

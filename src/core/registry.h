@@ -269,6 +269,12 @@ void shoal_registry_leave(struct shoal_registry *r, int64_t now);
 size_t shoal_registry_own(const struct shoal_registry *r, const struct shoal_instance **out,
                           size_t max);
 uint64_t shoal_registry_own_version(const struct shoal_registry *r);
+/* One of our live instances by id (O(1)), or NULL; borrowed until the
+ * next change. */
+const struct shoal_instance *shoal_registry_own_get(const struct shoal_registry *r, const char *id);
+/* The sum of shoal_instance_cost() over our live instances, kept as they
+ * change (an upper bound of their encoded size). */
+size_t shoal_registry_own_cost(const struct shoal_registry *r);
 
 /* ---- replication ---- */
 

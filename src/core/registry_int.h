@@ -33,6 +33,7 @@ struct entry {
     uint32_t qpos;      /* gossip queue position + 1; 0 = not queued */
     uint32_t spos;      /* service vector position + 1; 0 = not indexed */
     uint32_t opos;      /* own vector position + 1 (our own entries) */
+    uint32_t ocost;     /* shoal_instance_cost while in the own vector */
     /* Our own TTL instances: when the TTL last passed (or registration). */
     int64_t ttl_base;
     /* Our own instances: the TTL's part of the health (passing without a
@@ -83,6 +84,7 @@ struct shoal_registry {
     uint64_t own_version;
     struct entry **own; /* our live entries */
     size_t n_own, cap_own;
+    size_t own_cost; /* sum of their ocost: what the data dir must hold */
 
     struct qitem *q;
     size_t qn, qcap;
@@ -92,6 +94,14 @@ struct shoal_registry {
     uint64_t index_base; /* the floor this run started from (unseen services) */
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
     bool push_pending;  /* new events to push before the next regular tick */
+    /* Pushes are at least a tenth of a gossip interval apart, so that a
+     * burst of registrations is one sort and one send per gap, not one per
+     * event (issue 14: that sort dominated at 10,000 own instances). */
+    int64_t next_push;
+    /* No own TTL or deregister-critical-after deadline before this (it may
+     * be early, never late): ticks and next_deadline scan r->own only when
+     * it has passed, not on every input. */
+    int64_t own_deadline;
     bool applying_sync; /* events from a big anti-entropy message are not re-gossiped */
     bool synced;        /* one anti-entropy exchange has completed */
     int64_t next_first_sync;

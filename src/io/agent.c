@@ -680,6 +680,12 @@ static void agent_reg_changed(void *ud)
     shoal_ui_notify(&a->api, false);
 }
 
+static void agent_persisted(void *ud, int rc)
+{
+    struct agent *a = ud;
+    shoal_api_persisted(&a->api, rc);
+}
+
 /* SWIM events: metrics count flaps from them; the web UI shows them. */
 static void agent_event(void *ud, const struct shoal_event *ev)
 {
@@ -848,6 +854,7 @@ static int agent_run(struct agent_opts *o)
     nc.n_restore = store.msg.n_events;
     nc.restore_version = store.version;
     nc.reg_changed = agent_reg_changed;
+    nc.persisted = agent_persisted;
     snprintf(nc.swim.name, sizeof(nc.swim.name), "%s", o->name);
     nc.swim.addr = o->advertise;
     if ((rc = shoal_datadir_next_generation(o->data_dir, (uint64_t)time(NULL),

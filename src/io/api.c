@@ -15,6 +15,8 @@
  * answer may run the handler again (pipelined requests) and add waiters.
  */
 #include "io/api.h"
+#include "io/apiack.h"
+#include "io/apijson.h"
 #include "io/checkspec.h"
 #include "io/consul_api.h"
 
@@ -196,7 +198,9 @@ static json_t *registry_info(struct shoal_api *api)
     json_object_set_new(v, "messages", COUNTERS({"in", c->reg_in}, {"out", c->reg_out}));
     json_object_set_new(v, "frame_drops", counters_object(frame_drops, SHOAL_DROP_COUNT));
     json_object_set_new(v, "persist",
-                        COUNTERS({"writes", c->persist_writes}, {"errors", c->persist_errors}));
+                        COUNTERS({"writes", c->persist_writes}, {"errors", c->persist_errors},
+                                 {"appends", c->persist_appends},
+                                 {"compactions", c->persist_compactions}));
     json_object_set_new(v, "waiting_queries", json_integer((json_int_t)shoal_api_waiting(api)));
     json_object_set_new(v, "stream", stream_info(api->node));
     return v;
@@ -476,33 +480,27 @@ static json_t *instance_json(struct shoal_api *api, const struct shoal_instance 
     return v;
 }
 
-static const struct shoal_instance *own_find(struct shoal_api *api, const char *id)
+/* After a change of ours, with resp holding the reply: the data dir holds
+ * it before we say yes. The reply waits for the loop's group commit
+ * (io/apiack.h); without an HTTP server to answer later, or short of
+ * memory, the change is written now. */
+static void reply_durable(struct shoal_api *api, uint64_t conn_id, struct shoal_http_resp *resp,
+                          const char *what, const char *id)
 {
-    const struct shoal_registry *r = shoal_node_registry(api->node);
-    size_t n = shoal_registry_own(r, NULL, 0);
-    const struct shoal_instance **v = calloc(n ? n : 1, sizeof(*v));
-    const struct shoal_instance *found = NULL;
-    if (!v)
-        return NULL;
-    n = shoal_registry_own(r, v, n);
-    for (size_t i = 0; i < n && !found; i++)
-        if (strcmp(v[i]->id, id) == 0)
-            found = v[i];
-    free(v);
-    return found;
-}
-
-/* After a change of ours: the data dir holds it before we say yes. */
-static bool persisted(struct shoal_api *api, struct shoal_http_resp *resp, const char *what,
-                      const char *id)
-{
+    if (shoal_node_durable(api->node))
+        return;
+    if (shoal_api_ack_defer(api, conn_id, resp, what, id) == 0) {
+        shoal_node_persist_soon(api->node);
+        return;
+    }
     int rc = shoal_node_persist(api->node);
     if (rc == 0)
-        return true;
+        return;
+    free(resp->body);
+    resp->body = NULL;
     reply_error(resp, 500,
                 "%s %s, but it could not be saved to the data dir (%s); the agent keeps retrying",
                 what, id, shoal_datadir_strerror(rc));
-    return false;
 }
 
 static const char register_usage[] =
@@ -697,14 +695,13 @@ static void api_register(struct shoal_api *api, uint64_t conn_id, const struct s
         goto out;
     }
     shoal_svcset_forget(api->svc, spec.id);
-    if (!persisted(api, resp, "registered", spec.id))
-        goto out;
-    const struct shoal_instance *in = own_find(api, spec.id);
+    const struct shoal_instance *in = shoal_registry_own_get(shoal_node_registry(api->node), spec.id);
     shoal_log_info("api", "registered %s (%s %s:%u)", spec.id, spec.service, spec.address,
                    spec.port);
     reply_json(resp, 200,
                json_pack("{s:s, s:I}", "registered", spec.id, "version",
                          (json_int_t)(in ? in->version : 0)));
+    reply_durable(api, conn_id, resp, "registered", spec.id);
 out:
     free(tags);
     free(meta);
@@ -747,10 +744,9 @@ static void api_deregister(struct shoal_api *api, uint64_t conn_id,
         return;
     }
     shoal_svcset_forget(api->svc, id);
-    if (!persisted(api, resp, "deregistered", id))
-        return;
     shoal_log_info("api", "deregistered %s", id);
     reply_json(resp, 200, json_pack("{s:s}", "deregistered", id));
+    reply_durable(api, conn_id, resp, "deregistered", id);
 }
 
 static void api_heartbeat(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
@@ -775,12 +771,11 @@ static void api_heartbeat(struct shoal_api *api, uint64_t conn_id, const struct 
         reply_error(resp, 500, "heartbeat failed: %s", shoal_strerror(rc));
         return;
     }
-    if (!persisted(api, resp, "heartbeat for", id))
-        return;
-    const struct shoal_instance *in = own_find(api, id);
+    const struct shoal_instance *in = shoal_registry_own_get(shoal_node_registry(api->node), id);
     reply_json(resp, 200,
                json_pack("{s:s, s:s}", "heartbeat", id, "status",
                          shoal_health_name(in ? in->health : SHOAL_PASSING)));
+    reply_durable(api, conn_id, resp, "heartbeat for", id);
 }
 
 static void api_services(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
@@ -1013,7 +1008,10 @@ out:
 }
 
 /* {"index":N,"instances":[...]} for q, now. NULL when out of memory. */
-static json_t *query_result(struct shoal_api *api, const struct api_query *q)
+static const char *owner_status_cb(void *ud, const char *owner) { return owner_status(ud, owner); }
+
+/* The answer's body (io/apijson.h; malloc'd), or NULL when out of memory. */
+static char *query_result(struct shoal_api *api, const struct api_query *q)
 {
     const struct shoal_registry *r = shoal_node_registry(api->node);
     struct shoal_query sq = {.service = q->service,
@@ -1024,18 +1022,13 @@ static json_t *query_result(struct shoal_api *api, const struct api_query *q)
                              .all = q->all};
     size_t n = shoal_registry_query(r, &sq, NULL, 0);
     const struct shoal_instance **v = calloc(n ? n : 1, sizeof(*v));
-    json_t *arr = json_array();
-    if (!v || !arr) {
-        free(v);
-        json_decref(arr);
+    if (!v)
         return NULL;
-    }
     n = shoal_registry_query(r, &sq, v, n);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, instance_json(api, v[i]));
+    char *body = shoal_apijson_instances(v, n, shoal_registry_index(r, q->service),
+                                         owner_status_cb, api, NULL);
     free(v);
-    return json_pack("{s:I, s:o}", "index", (json_int_t)shoal_registry_index(r, q->service),
-                     "instances", arr);
+    return body;
 }
 
 struct api_waiter {
@@ -1068,11 +1061,9 @@ static void waiter_unlink(struct api_waiter *w)
 /* Answers a detached waiter with the current result and frees it. */
 static void waiter_answer(struct api_waiter *w)
 {
-    /* a client that went away (a page closed) costs no answer: building a
-     * 10,000-instance one takes a good part of a second */
-    json_t *v = shoal_http_awaiting(w->api->http, w->conn) ? query_result(w->api, &w->q) : NULL;
-    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
+    /* a client that went away (a page closed) costs no answer */
+    char *body =
+        shoal_http_awaiting(w->api->http, w->conn) ? query_result(w->api, &w->q) : NULL;
     int status = body ? 200 : 500;
     if (!body)
         body = strdup("{\"error\":\"out of memory\"}");
@@ -1120,8 +1111,11 @@ size_t shoal_api_waiting(const struct shoal_api *api)
     return (api->waiters ? api->waiters->n : 0) + shoal_consul_waiting(api);
 }
 
+void shoal_api_persisted(struct shoal_api *api, int rc) { shoal_api_ack_done(api, rc); }
+
 void shoal_api_close(struct shoal_api *api)
 {
+    shoal_api_ack_close(api);
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
     shoal_consul_close(api);
@@ -1149,12 +1143,15 @@ static void api_instances(struct shoal_api *api, uint64_t conn_id, const struct 
     bool wait = q.has_index && q.index == shoal_registry_index(r, q.service) && q.wait_ms > 0 &&
                 api->http && api->loop;
     if (!wait) {
-        json_t *v = query_result(api, &q);
+        char *body = query_result(api, &q);
         query_clear(&q);
-        if (!v)
+        if (!body) {
             reply_error(resp, 500, "out of memory");
-        else
-            reply_json(resp, 200, v);
+        } else {
+            resp->status = 200;
+            resp->content_type = "application/json";
+            resp->body = body;
+        }
         return;
     }
     if (!api->waiters && !(api->waiters = calloc(1, sizeof(*api->waiters)))) {

@@ -33,6 +33,7 @@ struct shoal_node;
 struct shoal_svcset;
 struct shoal_metrics;
 struct api_waiters;
+struct api_acks;
 struct shoal_resolver;
 struct shoal_ui;
 
@@ -61,6 +62,7 @@ struct shoal_api {
     /* Optional: POST /v1/join starts a joiner here (io/joiner.h). */
     struct shoal_joinset *joins;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
+    struct api_acks *acks;       /* private (io/apiack.h); shoal_api_close() frees it */
     struct shoal_resolver *resolver; /* private (io/resolve.h); shoal_api_close() frees it */
     /* The Consul-compatible API (io/consul_api.h): the datacenter name
      * it answers for ("dc1" when NULL), and its private state. */
@@ -82,6 +84,9 @@ bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoa
 /* Answers every blocking query whose service index has moved (the node's
  * reg_changed observer calls this). */
 void shoal_api_registry_changed(struct shoal_api *api);
+/* The node's persisted observer: answers the registrations, deregistrations
+ * and heartbeats that waited for that write (rc 0), or fails them (500). */
+void shoal_api_persisted(struct shoal_api *api, int rc);
 /* Blocking queries waiting now. */
 size_t shoal_api_waiting(const struct shoal_api *api);
 /* Drops every waiting query (their connections close with the server) and

@@ -132,7 +132,11 @@ static void buf_compact(struct http_buf *b)
             b->p = NULL;
             b->cap = 0;
         }
-    } else if (b->off > 0) {
+    } else if (b->off > 0 && b->off >= b->len - b->off) {
+        /* Only once the consumed part is at least what is left: a large
+         * answer sent a socket buffer at a time is then moved O(1) times
+         * per byte, not once per send (issue 14: it was 30 % of the CPU of
+         * a 10,000-instance answer). */
         memmove(b->p, b->p + b->off, b->len - b->off);
         b->len -= b->off;
         b->off = 0;

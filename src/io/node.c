@@ -22,9 +22,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/strmap.h"
 #include "io/datadir.h"
 #include "io/fallback.h"
 #include "io/log.h"
+#include "io/reglog.h"
 #include "io/regstore.h"
 #include "io/stream.h"
 #include "io/udp.h"
@@ -50,6 +52,24 @@ struct shoal_node {
     char *data_dir;          /* NULL: nothing persisted */
     bool dirty;              /* our instances changed since the last write */
     int persist_err;         /* the last write's error, 0 if it succeeded */
+    /* Group commit (io/reglog.h): the ids of ours changed since the last
+     * write (keys and values are the same strdup'd string), appended to
+     * DATA_DIR/registry.log with one fdatasync once the loop has handled
+     * every ready input (the ev_prepare watcher), or at once by
+     * shoal_node_persist(). compact: write the snapshot instead (at start,
+     * when the log has grown, or when the ids could not be kept). */
+    struct shoal_strmap pending;
+    struct shoal_reglog log;
+    bool compact;
+    bool flush_wanted; /* a change or a waiter since the last attempt */
+    ev_prepare prepare;
+    ev_idle again; /* one more loop pass without blocking: see node_prepare */
+    uint64_t snapshot_bytes; /* of the last snapshot written */
+    uint8_t *logbuf; /* record encoding scratch */
+    size_t logbuf_cap;
+    struct shoal_instance *logev;
+    size_t logev_cap;
+    void (*persisted)(void *ud, int rc);
     uint64_t index_lease;    /* DATA_DIR/index: the change index may grow up to this */
     bool view_changed;       /* queries may answer differently: tell reg_changed */
     uint64_t last_open_conn; /* a stream we opened, for later parts of its message */
@@ -175,34 +195,203 @@ static int index_lease_start(struct shoal_node *n)
     return index_lease_write(n, saved + NODE_INDEX_LEASE);
 }
 
-int shoal_node_persist(struct shoal_node *n)
+/* ------------------------------------------------------ persistence */
+
+/* A record holds at most this much (upper-bound cost) of events; a batch
+ * larger than that becomes several records in the same write. */
+#define NODE_RECORD_COST (1u << 20)
+
+static void pending_clear(struct shoal_node *n)
 {
-    /* A leave deregisters everything, but the file keeps what was
-     * registered: a restarted node announces it again (docs/interfaces.md). */
-    if (!n->data_dir || !n->dirty || n->leaving)
-        return n->leaving ? 0 : n->persist_err;
-    int rc = shoal_regstore_save(n->data_dir, shoal_swim_config(n->swim)->name, n->reg);
-    if (rc == 0) {
-        n->dirty = false;
-        n->persist_err = 0;
-        n->counters.persist_writes++;
-        return 0;
+    for (size_t i = 0; i < n->pending.cap; i++)
+        if (n->pending.slots[i].key)
+            free(n->pending.slots[i].value);
+    shoal_strmap_close(&n->pending);
+}
+
+/* Notes one of ours as changed; a failure to keep it falls back to a
+ * snapshot, which needs no list. */
+static void pending_add(struct shoal_node *n, const char *id)
+{
+    if (n->compact || shoal_strmap_get(&n->pending, id))
+        return;
+    char *k = strdup(id);
+    if (!k || shoal_strmap_put(&n->pending, k, k) != 0) {
+        free(k);
+        n->compact = true;
+        pending_clear(n);
     }
-    n->persist_err = rc;
-    n->counters.persist_errors++;
-    if (log_sampled(n->counters.persist_errors))
-        shoal_log_error("registry", "cannot write %s/%s: %s (%" PRIu64 " failures so far)",
-                        n->data_dir, SHOAL_REGSTORE_FILE, shoal_datadir_strerror(rc),
-                        n->counters.persist_errors);
+}
+
+static uint64_t compact_threshold(const struct shoal_node *n)
+{
+    uint64_t t = 2 * n->snapshot_bytes;
+    return t < SHOAL_REGLOG_COMPACT_MIN ? SHOAL_REGLOG_COMPACT_MIN : t;
+}
+
+/* Writes the snapshot (temp, fsync, rename, fsync dir) and then empties
+ * the log: a crash between the two leaves log records the snapshot
+ * already covers, which replay skips by version (reglog.h). */
+static int node_compact(struct shoal_node *n)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = shoal_regstore_encode(shoal_swim_config(n->swim)->name, n->reg, &buf, &len);
+    if (rc != 0)
+        return rc;
+    rc = shoal_datadir_write_file(n->data_dir, SHOAL_REGSTORE_FILE, buf, len);
+    free(buf);
+    if (rc != 0)
+        return rc;
+    n->snapshot_bytes = len;
+    rc = n->log.fd >= 0 ? shoal_reglog_reset(&n->log) : shoal_reglog_open(&n->log, n->data_dir, 0);
+    if (rc != 0) {
+        shoal_reglog_close(&n->log); /* its size is unknown: the next write compacts */
+        return rc;
+    }
+    n->counters.persist_compactions++;
+    return 0;
+}
+
+/* Appends the changed ids' current state (a tombstone for one that is no
+ * longer ours) as records, with one write and one fdatasync. */
+static int node_append(struct shoal_node *n)
+{
+    const struct shoal_swim_config *sc = shoal_swim_config(n->swim);
+    uint64_t counter = shoal_registry_own_version(n->reg);
+    size_t count = n->pending.n, k = 0, len = 0, cost = 0, first = 0;
+    int rc;
+
+    if (count > n->logev_cap) {
+        struct shoal_instance *v = realloc(n->logev, count * sizeof(*v));
+        if (!v)
+            return SHOAL_ENOMEM;
+        n->logev = v;
+        n->logev_cap = count;
+    }
+    for (size_t i = 0; i < n->pending.cap; i++) {
+        const char *id = n->pending.slots[i].key;
+        if (!id)
+            continue;
+        const struct shoal_instance *in = shoal_registry_own_get(n->reg, id);
+        struct shoal_instance *ev = &n->logev[k++];
+        if (in) {
+            *ev = *in; /* shallow */
+        } else {
+            /* Any version above the snapshot and below every later
+             * change of this id would do; the counter is both. */
+            memset(ev, 0, sizeof(*ev));
+            ev->id = (char *)id;
+            memcpy(ev->owner, sc->name, SHOAL_NAME_MAX);
+            ev->generation = sc->generation;
+            ev->version = counter;
+            ev->deleted = true;
+        }
+        uint32_t c = shoal_instance_cost(ev);
+        if (k - 1 > first && cost + c > NODE_RECORD_COST) {
+            rc = shoal_reglog_record(sc->name, counter, n->logev + first, k - 1 - first,
+                                     &n->logbuf, &n->logbuf_cap, &len);
+            if (rc != 0)
+                return rc;
+            first = k - 1;
+            cost = 0;
+        }
+        cost += c;
+    }
+    if (k > first &&
+        (rc = shoal_reglog_record(sc->name, counter, n->logev + first, k - first, &n->logbuf,
+                                  &n->logbuf_cap, &len)) != 0)
+        return rc;
+    rc = shoal_reglog_append(&n->log, n->logbuf, len);
+    if (rc == SHOAL_ESTATE)
+        shoal_reglog_close(&n->log); /* cut back failed: compact next time */
+    if (rc == 0)
+        n->counters.persist_appends++;
     return rc;
 }
 
-/* Called after every input: persists our instances if they changed, tells
- * the observer about a changed registry, reports a finished leave, re-arms
- * the timer. */
+bool shoal_node_durable(const struct shoal_node *n)
+{
+    return !n->data_dir || n->leaving || !n->dirty;
+}
+
+void shoal_node_persist_soon(struct shoal_node *n) { n->flush_wanted = true; }
+
+int shoal_node_persist(struct shoal_node *n)
+{
+    int rc;
+    n->flush_wanted = false;
+    /* A leave deregisters everything, but the file keeps what was
+     * registered: a restarted node announces it again (docs/interfaces.md). */
+    if (!n->data_dir || !n->dirty || n->leaving) {
+        rc = n->leaving ? 0 : n->persist_err;
+        goto told;
+    }
+    bool compact = n->compact || n->log.fd < 0;
+    rc = compact ? 0 : node_append(n);
+    if (rc == SHOAL_ETOOBIG || rc == SHOAL_ESTATE)
+        compact = true; /* the log is full, or in doubt: a snapshot replaces it */
+    if (compact)
+        rc = node_compact(n);
+    if (rc != 0) {
+        n->persist_err = rc;
+        n->counters.persist_errors++;
+        if (log_sampled(n->counters.persist_errors))
+            shoal_log_error("registry", "cannot write %s/%s: %s (%" PRIu64 " failures so far)",
+                            n->data_dir, compact ? SHOAL_REGSTORE_FILE : SHOAL_REGLOG_FILE,
+                            shoal_datadir_strerror(rc), n->counters.persist_errors);
+        goto told;
+    }
+    n->dirty = false;
+    n->compact = false;
+    n->persist_err = 0;
+    n->counters.persist_writes++;
+    pending_clear(n);
+    if (n->persisted)
+        n->persisted(n->ud, 0); /* acknowledge first, then compact */
+    if (n->log.fd >= 0 && n->log.size > compact_threshold(n)) {
+        int crc = node_compact(n);
+        if (crc != 0) { /* the log still holds everything: only noted */
+            n->counters.persist_errors++;
+            if (log_sampled(n->counters.persist_errors))
+                shoal_log_warn("registry", "cannot compact %s/%s: %s", n->data_dir,
+                               SHOAL_REGLOG_FILE, shoal_datadir_strerror(crc));
+        }
+    }
+    return 0;
+told:
+    if (n->persisted)
+        n->persisted(n->ud, rc);
+    return rc;
+}
+
+/* The loop has handled every ready input: one write for all their
+ * changes (group commit). */
+static void node_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct shoal_node *n = w->data;
+    (void)loop;
+    (void)revents;
+    if (n->flush_wanted)
+        (void)shoal_node_persist(n); /* logs its own failure; retried after the next input */
+    /* Answering the acknowledgements may have run pipelined requests that
+     * changed more: the loop must not block before writing those. One
+     * non-blocking pass first lets other ready requests join that write. */
+    if (n->flush_wanted && !ev_is_active(&n->again))
+        ev_idle_start(n->loop, &n->again);
+}
+
+static void node_again(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w); /* its only job was to keep this pass from blocking */
+}
+
+/* Called after every input: tells the observer about a changed registry,
+ * reports a finished leave, re-arms the timer. Our changes are written
+ * once the loop has handled every ready input (node_prepare). */
 static void node_after_input(struct shoal_node *n, double min_s)
 {
-    (void)shoal_node_persist(n); /* logs its own failure; retried next time */
     if (n->data_dir && n->index_lease &&
         shoal_registry_index(n->reg, NULL) + NODE_INDEX_LEASE / 2 > n->index_lease)
         (void)index_lease_write(n, shoal_registry_index(n->reg, NULL) + NODE_INDEX_LEASE);
@@ -607,8 +796,14 @@ static void node_reg_changed(void *ud, const struct shoal_reg_change *c)
     struct shoal_node *n = ud;
     /* Only noted here: the registry is mid-change. node_after_input()
      * persists and tells the observer once the input is done. */
-    if (c->own)
+    if (c->own) {
         n->dirty = true;
+        n->flush_wanted = true;
+        if (c->id)
+            pending_add(n, c->id);
+        else
+            n->compact = true;
+    }
     n->view_changed = true;
 }
 
@@ -673,19 +868,13 @@ static int node_bind(struct shoal_node *n, const struct shoal_addr *bind)
 }
 
 /* Sum of the encoded costs of our instances but `except`: what the data
- * dir file will need, roughly (an upper bound). */
+ * dir snapshot will need, roughly (an upper bound). O(1): the registry
+ * keeps the sum as instances change. */
 static size_t own_cost(const struct shoal_node *n, const char *except)
 {
-    size_t count = shoal_registry_own(n->reg, NULL, 0), total = NODE_FRAME_BASE;
-    const struct shoal_instance **v = calloc(count ? count : 1, sizeof(*v));
-    if (!v)
-        return SIZE_MAX;
-    count = shoal_registry_own(n->reg, v, count);
-    for (size_t i = 0; i < count; i++)
-        if (!except || strcmp(v[i]->id, except) != 0)
-            total += shoal_instance_cost(v[i]);
-    free(v);
-    return total;
+    const struct shoal_instance *old = except ? shoal_registry_own_get(n->reg, except) : NULL;
+    return NODE_FRAME_BASE + shoal_registry_own_cost(n->reg) -
+           (old ? shoal_instance_cost(old) : 0);
 }
 
 struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_config *c, int *err)
@@ -712,7 +901,9 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     n->event = c->event;
     n->left = c->left;
     n->reg_changed = c->reg_changed;
+    n->persisted = c->persisted;
     n->ud = c->ud;
+    n->log.fd = -1;
     ev_init(&n->timer, node_timer);
     n->timer.data = n;
     if (c->data_dir && !(n->data_dir = strdup(c->data_dir))) {
@@ -775,7 +966,17 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
                        c->n_restore == 1 ? "" : "s", c->restore_version);
     }
     /* Restored instances are re-announced under the new generation: the
-     * file is rewritten with their new versions at once. */
+     * snapshot is rewritten with their new versions at once, and the log
+     * starts empty (its records are in the snapshot now). */
+    if (n->data_dir) {
+        n->dirty = n->compact = true;
+        ev_idle_init(&n->again, node_again);
+        ev_prepare_init(&n->prepare, node_prepare);
+        n->prepare.data = n;
+        ev_prepare_start(loop, &n->prepare);
+        ev_unref(loop); /* the prepare watcher alone does not keep the loop running */
+        (void)shoal_node_persist(n);
+    }
     node_after_input(n, 0);
     return n;
 
@@ -792,6 +993,12 @@ void shoal_node_free(struct shoal_node *n)
     if (!n)
         return;
     ev_timer_stop(n->loop, &n->timer);
+    if (ev_is_active(&n->prepare)) {
+        ev_ref(n->loop);
+        ev_prepare_stop(n->loop, &n->prepare);
+    }
+    if (ev_is_active(&n->again))
+        ev_idle_stop(n->loop, &n->again);
     /* The stream first: closing connections calls nothing back. */
     shoal_stream_free(n->stream);
     shoal_swim_free(n->swim);
@@ -802,6 +1009,10 @@ void shoal_node_free(struct shoal_node *n)
     explicit_bzero(&n->identity, sizeof(n->identity)); /* the secret key */
     free(n->frame);
     free(n->data_dir);
+    pending_clear(n);
+    shoal_reglog_close(&n->log);
+    free(n->logbuf);
+    free(n->logev);
     free(n);
 }
 

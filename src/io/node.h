@@ -58,6 +58,11 @@ struct shoal_node_config {
     /* Called after an input that changed what registry queries return
      * (blocking queries); outside core, so it may query and call the node. */
     void (*reg_changed)(void *ud);
+    /* Called after every attempt to write our changes (shoal_node_persist(),
+     * also from the loop's group commit) with its result: 0 when everything
+     * acknowledged so far is durable, else the error. For deferred
+     * acknowledgements (the API's). */
+    void (*persisted)(void *ud, int rc);
     void *ud;
 };
 
@@ -71,7 +76,9 @@ struct shoal_node_counters {
     uint64_t reg_in, reg_out;                /* registry messages, datagrams and frames */
     uint64_t frame_drops[SHOAL_DROP_COUNT];  /* stream frames refused, by reason */
     uint64_t stream_errors;                  /* a stream send failed; the message is lost */
-    uint64_t persist_writes, persist_errors; /* DATA_DIR/registry */
+    uint64_t persist_writes, persist_errors; /* DATA_DIR/registry(.log) */
+    uint64_t persist_appends;                /* log appends (one fdatasync each) */
+    uint64_t persist_compactions;            /* snapshots written (log emptied) */
 };
 
 /* Binds the UDP socket and the TCP listener (same IP:PORT), creates wire
@@ -97,8 +104,10 @@ bool shoal_node_leaving(const struct shoal_node *n);
  * what the registry returns (0, SHOAL_EINVAL with *why, SHOAL_ENOENT), or
  * SHOAL_ESTATE while leaving; register also SHOAL_ETOOBIG with *why when
  * our instances would no longer fit DATA_DIR/registry. The change is
- * persisted before the call returns; check shoal_node_persist() before
- * acknowledging it. */
+ * written once the loop has handled every ready input (group commit: one
+ * log append and one fdatasync for all of them), or by an explicit
+ * shoal_node_persist(): acknowledge it only once shoal_node_durable() or
+ * the persisted observer says so. */
 int shoal_node_register(struct shoal_node *n, const struct shoal_instance *spec, const char **why);
 int shoal_node_deregister(struct shoal_node *n, const char *id);
 int shoal_node_heartbeat(struct shoal_node *n, const char *id);
@@ -108,10 +117,18 @@ int shoal_node_ttl_set(struct shoal_node *n, const char *id, uint8_t health);
 /* An active check's damped result (io/checks.h): shoal_registry_check_result. */
 int shoal_node_check_result(struct shoal_node *n, const char *id, uint32_t index,
                             uint8_t status, const char *output);
-/* Writes DATA_DIR/registry if our instances changed since it was last
- * written (or that write failed). Returns 0, or -errno / SHOAL_E* of the
- * failed write (logged; it is retried after the next input). */
+/* Writes our changes since the last write (or since a failed one) now:
+ * appended to DATA_DIR/registry.log, or a new snapshot DATA_DIR/registry
+ * when the log is due for compaction (io/reglog.h). Calls the persisted
+ * observer. Returns 0, or -errno / SHOAL_E* of the failed write (logged;
+ * it is retried after the next input). */
 int shoal_node_persist(struct shoal_node *n);
+/* True when nothing changed since the last successful write (or nothing
+ * is persisted at all): an acknowledgement now is truthful. */
+bool shoal_node_durable(const struct shoal_node *n);
+/* Asks for a write at the end of this loop iteration even if nothing new
+ * changed (a deferred acknowledgement waits for it). */
+void shoal_node_persist_soon(struct shoal_node *n);
 
 /* Borrowed views, valid until shoal_node_free(). */
 struct shoal_swim *shoal_node_swim(const struct shoal_node *n);

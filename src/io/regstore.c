@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strmap.h"
 #include "io/datadir.h"
+#include "io/reglog.h"
 #include "wire/wire.h"
 
 #define REGSTORE_BASE_BYTES 256 /* message header and the digest */
@@ -25,7 +27,7 @@ void shoal_regstore_clear(struct shoal_regstore *s)
     memset(s, 0, sizeof(*s));
 }
 
-int shoal_regstore_load(const char *dir, struct shoal_regstore *out, char *why, size_t whylen)
+static int snapshot_load(const char *dir, struct shoal_regstore *out, char *why, size_t whylen)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -59,6 +61,7 @@ int shoal_regstore_load(const char *dir, struct shoal_regstore *out, char *why, 
         return SHOAL_EINVAL;
     }
     const struct shoal_reg_msg *m = &out->msg;
+    struct shoal_strmap seen = {0};
     if (m->type != SHOAL_REG_SYNC_DATA)
         snprintf(why, whylen, "it holds a type %u message, not the registry's (%u)", m->type,
                  SHOAL_REG_SYNC_DATA);
@@ -78,16 +81,37 @@ int shoal_regstore_load(const char *dir, struct shoal_regstore *out, char *why, 
             snprintf(why, whylen, "event %u (%s) has version %llu above the counter %llu", i,
                      in->id, (unsigned long long)in->version,
                      (unsigned long long)m->digests[0].version);
-        for (uint32_t k = 0; !why[0] && k < i; k++)
-            if (strcmp(m->events[k].id, in->id) == 0)
-                snprintf(why, whylen, "id '%s' appears twice", in->id);
+        else if (shoal_strmap_get(&seen, in->id))
+            snprintf(why, whylen, "id '%s' appears twice", in->id);
+        else if (shoal_strmap_put(&seen, in->id, (void *)in) != 0)
+            snprintf(why, whylen, "out of memory while checking it");
     }
+    shoal_strmap_close(&seen);
     if (why[0]) {
         shoal_regstore_clear(out);
         return SHOAL_EINVAL;
     }
     memcpy(out->owner, m->digests[0].owner, SHOAL_NAME_MAX);
     out->version = m->digests[0].version;
+    return 0;
+}
+
+int shoal_regstore_load(const char *dir, struct shoal_regstore *out, char *why, size_t whylen)
+{
+    struct shoal_reglog_replay rp;
+    char sub[400];
+    int rc = snapshot_load(dir, out, why, whylen);
+    if (rc != 0)
+        return rc;
+    rc = shoal_reglog_replay(dir, out, &rp, sub, sizeof(sub));
+    if (rc != 0) {
+        snprintf(why, whylen, "%s: %s", SHOAL_REGLOG_FILE, sub);
+        shoal_regstore_clear(out);
+        return rc;
+    }
+    out->log_records = rp.records;
+    out->log_events = rp.events;
+    out->log_torn_bytes = rp.torn_bytes;
     return 0;
 }
 

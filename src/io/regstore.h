@@ -3,8 +3,11 @@
  * The file is one registry payload as wire encodes it (no envelope): a
  * SHOAL_REG_SYNC_DATA message whose events are our live instances and whose
  * only digest is {owner: self, version: our version counter}
- * (docs/registry-interfaces.md). It is replaced atomically (datadir.h)
- * after every change of our instances, before any acknowledgement. A file
+ * (docs/registry-interfaces.md). It is a snapshot: DATA_DIR/registry.log
+ * (io/reglog.h) holds the changes made after it, appended and fdatasynced
+ * in batches before any acknowledgement; loading replays the log over the
+ * snapshot. The snapshot is replaced atomically (datadir.h) at start and
+ * when the log has grown past about twice its size (compaction). A file
  * that cannot be read back is never skipped or "repaired": the agent
  * refuses to start, so no registration is silently lost.
  */
@@ -25,9 +28,13 @@ struct shoal_regstore {
     struct shoal_reg_msg msg;   /* msg.events / msg.n_events: the instances */
     char owner[SHOAL_NAME_MAX]; /* the name they were saved under */
     uint64_t version;
+    /* What DATA_DIR/registry.log added: records and events replayed, and
+     * the bytes of a torn tail dropped (reglog.h). */
+    uint64_t log_records, log_events, log_torn_bytes;
 };
 
-/* Reads DIR/registry. A missing file is an empty store (returns 0). On
+/* Reads DIR/registry and replays DIR/registry.log over it. A missing file
+ * is an empty store (returns 0). On
  * error *why holds a sentence for the operator. Returns 0, SHOAL_EINVAL
  * (the file is corrupt), SHOAL_ETOOBIG, SHOAL_ENOMEM or -errno. */
 int shoal_regstore_load(const char *dir, struct shoal_regstore *out, char *why,
