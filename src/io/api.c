@@ -145,7 +145,10 @@ static json_t *registry_stats_object(const struct shoal_registry_stats *st)
                     {"sync_events_sent", st->sync_events_sent},
                     {"sync_events_received", st->sync_events_received},
                     {"tombstones_collected", st->tombstones_collected}, {"reaped", st->reaped},
-                    {"generation_wipes", st->generation_wipes});
+                    {"generation_wipes", st->generation_wipes},
+                    {"floor_refusals", st->floor_refusals}, {"owner_syncs", st->owner_syncs},
+                    {"verified", st->verified}, {"verify_timeouts", st->verify_timeouts},
+                    {"swept", st->swept}, {"regossiped", st->regossiped});
 }
 
 static json_t *health_counts_object(const size_t by_health[SHOAL_HEALTH_COUNT])
@@ -248,7 +251,10 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
         v, "protocol",
         COUNTERS({"probes_sent", st->probes_sent}, {"probes_failed", st->probes_failed},
                  {"ping_reqs_sent", st->ping_reqs_sent}, {"suspicions", st->suspicions},
-                 {"refutes", st->refutes}, {"deaths", st->deaths}, {"conflicts", st->conflicts},
+                 {"probe_suspicions", st->probe_suspicions},
+                 {"refutes", st->refutes}, {"stale_claims", st->stale_claims},
+                 {"fallback_pings", st->fallback_pings}, {"fallback_acks", st->fallback_acks},
+                 {"deaths", st->deaths}, {"conflicts", st->conflicts},
                  {"updates_applied", st->updates_applied}, {"pushpulls", st->pushpulls}));
     json_object_set_new(v, "joining", json_boolean(shoal_swim_joining(s)));
     json_object_set_new(v, "cluster_key", json_boolean(shoal_node_has_cluster_key(api->node)));
@@ -1118,8 +1124,8 @@ void shoal_api_close(struct shoal_api *api)
 {
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
-    shoal_ui_close(api);
     shoal_consul_close(api);
+    shoal_ui_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1414,8 +1420,6 @@ bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoa
     char p[API_ECHO_MAX + 1], m[API_ECHO_MAX + 1];
     char arg[SHOAL_ID_MAX * 3 + 1];
 
-    if (shoal_ui_handle(api, conn_id, req, resp))
-        return true;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *rp = routes[i].path;
         size_t rlen = strlen(rp);
@@ -1454,8 +1458,10 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
     struct shoal_api *api = ud;
     char p[API_ECHO_MAX + 1];
 
-    /* Native routes first: they win where a path could mean both. */
-    if (shoal_api_native(api, conn_id, req, resp) || shoal_consul_handle(api, conn_id, req, resp))
+    /* The web UI (/ui/, /v1/cluster), then native routes: they win where a
+     * path could mean both; then Consul's. */
+    if (shoal_ui_handle(api, conn_id, req, resp) || shoal_api_native(api, conn_id, req, resp) ||
+        shoal_consul_handle(api, conn_id, req, resp))
         return;
     echo_safe(p, sizeof(p), req->path);
     reply_error(resp, 404, "no such endpoint: %s", p);

@@ -22,7 +22,7 @@ struct ev_loop;
 struct shoal_http_server;
 
 #define SHOAL_HTTP_MAX_BODY (1024 * 1024)
-#define SHOAL_HTTP_EXTRA_HEADERS 1024 /* bytes of handler-given header lines (UI: CSP, ETag) */
+#define SHOAL_HTTP_EXTRA_HEADERS 1024 /* bytes of handler-given header lines (the UI's CSP, ETag, ...) */
 
 struct shoal_http_req {
     const char *method; /* "GET", "POST", "PUT", "DELETE", ... */
