@@ -299,7 +299,8 @@ uint32_t shoal_instance_cost(const struct shoal_instance *in)
         n += 3 + slen(in->tags[i]);
     for (uint32_t i = 0; i < in->n_meta; i++)
         n += 10 + slen(in->meta[i].key) + slen(in->meta[i].value);
-    n += 6; /* deregister_critical_after */
+    n += 6;  /* deregister_critical_after */
+    n += 67; /* the owner's signature: tag, length, 64 bytes */
     for (uint32_t i = 0; i < in->n_checks; i++) /* header, 6 varints, two strings */
         n += 40 + slen(in->checks[i].target) + slen(in->checks[i].output);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/regauth.h"
 #include "core/strmap.h"
 #include "shoal/error.h"
 
@@ -26,6 +27,7 @@ struct entry {
     struct shoal_instance in; /* in.owner/in.id are the key */
     struct owner *owner;
     uint64_t hash;       /* this entry's share of the owner digest */
+    uint32_t cost;       /* its bytes, as the caps count them */
     int64_t tomb_at;     /* when it became a tombstone here */
     uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
     uint32_t spos;       /* service vector position + 1; 0 = not indexed */
@@ -45,6 +47,7 @@ struct owner {
     uint64_t floor; /* newest version forgotten (tombstones collected, wipes) */
     uint64_t hash;
     uint32_t count;
+    uint64_t bytes; /* the entries' costs (caps) */
     uint8_t status; /* membership status (enum shoal_status) */
     int64_t dead_since;
     struct shoal_strmap ids; /* id -> struct entry */
@@ -77,6 +80,13 @@ struct shoal_registry {
     size_t qn, qcap;
     uint64_t qorder;
 
+    uint64_t total_count, total_bytes; /* every owner's entries (caps) */
+    char why[256];                     /* the last owner-side refusal */
+    /* Events were refused for an owner we had no principal for; once the
+     * principal table grows, anti-entropy pulls them again. */
+    bool unknown_refused, principals_grew;
+    int64_t next_unknown_sync;
+
     uint64_t index;
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
     bool push_pending;   /* new events to push before the next regular tick */
@@ -105,6 +115,7 @@ void shoal_registry_config_defaults(struct shoal_registry_config *c)
     c->ttl_deregister_mult = 2;
     c->max_datagram = 1400;
     c->max_stream_part = 1u << 20;
+    shoal_regauth_caps_defaults(c);
 }
 
 static bool grow(void **v, size_t *cap, size_t need, size_t size)
@@ -129,6 +140,20 @@ static uint64_t entry_hash(const struct shoal_instance *in)
     h ^= h >> 31;
     h *= 0xbf58476d1ce4e5b9ULL;
     return h ^ (h >> 29);
+}
+
+/* Adds (sign 1) or removes (-1) an entry's share of the cap counters. */
+static void account(struct shoal_registry *r, struct owner *o, const struct entry *e, int sign)
+{
+    if (sign > 0) {
+        o->bytes += e->cost;
+        r->total_count++;
+        r->total_bytes += e->cost;
+    } else {
+        o->bytes -= e->cost;
+        r->total_count--;
+        r->total_bytes -= e->cost;
+    }
 }
 
 static bool is_live_status(uint8_t st)
@@ -279,6 +304,7 @@ static void entry_drop(struct shoal_registry *r, struct entry *e)
         o->floor = e->in.version;
     o->hash ^= e->hash;
     o->count--;
+    account(r, o, e, -1);
     shoal_strmap_del(&o->ids, e->in.id);
     shoal_instance_clear(&e->in);
     free(e);
@@ -344,6 +370,7 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     } else {
         o->hash ^= e->hash;
         o->count--;
+        account(r, o, e, -1);
         shoal_strmap_del(&o->ids, e->in.id);
     }
     bool was_live = e->spos != 0;
@@ -357,6 +384,7 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
             shoal_strmap_put(&o->ids, e->in.id, e);
             o->hash ^= e->hash;
             o->count++;
+            account(r, o, e, 1);
             if (was_live)
                 service_add(r, e);
         } else {
@@ -372,8 +400,10 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     else if (!e->tomb_at)
         e->tomb_at = now;
     e->hash = entry_hash(&e->in);
+    e->cost = shoal_instance_cost(&e->in);
     o->hash ^= e->hash;
     o->count++;
+    account(r, o, e, 1);
     if (e->in.version > o->max_version)
         o->max_version = e->in.version;
     shoal_strmap_put(&o->ids, e->in.id, e);
@@ -401,6 +431,120 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     return e;
 }
 
+/* ------------------------------------------------------------ authority */
+
+/* What the caps see of ev's owner and id. An event of a newer generation
+ * replaces everything the owner held. */
+static struct shoal_regauth_held held_for(const struct shoal_registry *r, const struct owner *o,
+                                          const struct shoal_instance *ev)
+{
+    struct shoal_regauth_held h = {0, 0, r->total_count, r->total_bytes, true, 0};
+    if (!o)
+        return h;
+    if (ev->generation > o->generation) {
+        h.total_count -= o->count;
+        h.total_bytes -= o->bytes;
+        return h;
+    }
+    const struct entry *e = shoal_strmap_get(&o->ids, ev->id);
+    h.owner_count = o->count;
+    h.owner_bytes = o->bytes;
+    h.is_new = !e;
+    h.old_cost = e ? e->cost : 0;
+    return h;
+}
+
+/* The authority rules for an event from another node (core/regauth.h):
+ * cheap checks first, the owner's signature last and only for an event
+ * that could change what we hold (so each is verified once: a copy that
+ * comes again is stale). After a forgery the rest of its message is
+ * refused unverified: an honest relay passes on only what it verified. */
+static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, bool *forged)
+{
+    if (strcmp(ev->owner, r->cfg.self) == 0)
+        return true; /* apply_event refuses it: only we write ours */
+    int reason = -1;
+    const uint8_t *pk = NULL;
+    const struct owner *o = owner_get(r, ev->owner, false);
+    if (*forged)
+        reason = SHOAL_REG_REFUSE_AFTER_FORGERY;
+    else if (r->cfg.principals)
+        reason = shoal_regauth_speaker(r->cfg.principals, ev, &pk);
+    if (reason < 0 && o) {
+        const struct entry *e =
+            ev->generation == o->generation ? shoal_strmap_get(&o->ids, ev->id) : NULL;
+        if (ev->generation < o->generation || (e && ev->version <= e->in.version))
+            return true; /* stale: apply_event counts it */
+    }
+    if (reason < 0) {
+        struct shoal_regauth_held h = held_for(r, o, ev);
+        reason = shoal_regauth_caps_check(&r->cfg, &h, shoal_instance_cost(ev));
+    }
+    if (reason < 0 && pk) {
+        r->stats.verified++;
+        if (!r->cfg.verify || !r->cfg.verify(r->cfg.ud, ev, pk)) {
+            reason = SHOAL_REG_REFUSE_BAD_SIGNATURE;
+            *forged = true;
+        }
+    }
+    if (reason < 0)
+        return true;
+    r->stats.refused[reason]++;
+    r->unknown_refused |= reason == SHOAL_REG_REFUSE_UNKNOWN_OWNER;
+    return false;
+}
+
+void shoal_registry_principals_changed(struct shoal_registry *r)
+{
+    r->principals_grew = true;
+}
+
+/* Events refused for an unknown owner come back by anti-entropy once the
+ * principal table has grown: not held meanwhile (no memory to bound), and
+ * at most one such exchange per NOTICE_SYNC_GAP_MS. */
+static bool unknown_sync_due(const struct shoal_registry *r)
+{
+    return r->unknown_refused && r->principals_grew;
+}
+
+static void unknown_sync_tick(struct shoal_registry *r, int64_t now)
+{
+    struct shoal_addr peer;
+    if (!unknown_sync_due(r) || now < r->next_unknown_sync)
+        return;
+    r->unknown_refused = r->principals_grew = false;
+    r->next_unknown_sync = now + NOTICE_SYNC_GAP_MS;
+    if (r->cfg.peers && r->cfg.peers(r->cfg.ud, 1, &peer) == 1)
+        shoal_registry_sync_with(r, now, &peer);
+}
+
+/* Our events are signed once, just before they are first sent. */
+static void entry_sign(struct shoal_registry *r, struct entry *e)
+{
+    if (e->owner != r->self || e->in.has_sig || !r->cfg.sign)
+        return;
+    if (r->cfg.sign(r->cfg.ud, &e->in, e->in.sig) == 0)
+        e->in.has_sig = true;
+}
+
+/* The owner's side: its certificate's scope and the caps. */
+static int own_admit(struct shoal_registry *r, const struct shoal_instance *in, const char **why)
+{
+    if (shoal_regauth_own_scope(r->cfg.principals, r->cfg.self, in->service, r->why,
+                                sizeof(r->why)) != 0) {
+        *why = r->why;
+        return SHOAL_EPERM;
+    }
+    struct shoal_regauth_held h = held_for(r, r->self, in);
+    int reason = shoal_regauth_caps_check(&r->cfg, &h, shoal_instance_cost(in));
+    if (reason < 0)
+        return 0;
+    r->stats.refused[reason]++;
+    shoal_regauth_cap_why(reason, &r->cfg, r->why, sizeof(r->why));
+    *why = r->why;
+    return SHOAL_ETOOBIG;
+}
+
 /* ---------------------------------------------------------- the owner */
 
 static struct entry *own_entry(struct shoal_registry *r, const char *id)
@@ -420,6 +564,7 @@ static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instanc
     memcpy(base->owner, r->cfg.self, SHOAL_NAME_MAX);
     base->generation = r->cfg.generation;
     base->version = ++r->own_version;
+    base->has_sig = false; /* signed when first sent (entry_sign) */
     struct entry *e = apply_event(r, base, now, true);
     if (!e)
         return SHOAL_ENOMEM;
@@ -450,6 +595,10 @@ int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_
     struct entry *e = own_entry(r, spec->id);
     if (e && shoal_instance_same_spec(&e->in, spec))
         return 0; /* idempotent */
+    in.generation = r->cfg.generation;
+    int refused = own_admit(r, &in, why);
+    if (refused)
+        return refused;
     /* A new check starts critical (as Consul's do): not served until its
      * first pass. A check kept by an update (same kind and target) keeps
      * its last result. */
@@ -513,6 +662,7 @@ int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall
         return SHOAL_EINVAL;
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
+    e->in.has_sig = false;        /* what we send must match what we signed */
     e->ttl_health = SHOAL_PASSING;
     uint8_t h = worst_health(e->in.checks, e->in.n_checks, SHOAL_PASSING);
     if (e->in.health == h)
@@ -551,6 +701,7 @@ int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const cha
     if (c->status == status) {
         free(c->output); /* replicas see it with the next change */
         c->output = out;
+        e->in.has_sig = false;
         return 0;
     }
     struct shoal_check checks[SHOAL_CHECKS_MAX];
@@ -770,6 +921,7 @@ static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *t
             if (!slot)
                 break;
             m.events = r->ev;
+            entry_sign(r, it->e);
             *slot = it->e->in;
             m.n_events++;
             budget -= cost;
@@ -857,7 +1009,7 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
         for (size_t i = 0; i < o->ids.cap; i++) {
             if (!o->ids.slots[i].key)
                 continue;
-            const struct entry *e = o->ids.slots[i].value;
+            struct entry *e = o->ids.slots[i].value;
             uint32_t cost = shoal_instance_cost(&e->in);
             if (m.n_events && cost > budget) {
                 r->cfg.send(r->cfg.ud, to, &m);
@@ -870,6 +1022,7 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
             if (!slot)
                 continue;
             m.events = r->ev;
+            entry_sign(r, e);
             *slot = e->in;
             m.n_events++;
             budget = cost > budget ? 0 : budget - cost;
@@ -960,8 +1113,10 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
 {
     bool stream = m->type != SHOAL_REG_GOSSIP;
     r->applying_sync = stream;
+    bool forged = false;
     for (uint32_t i = 0; i < m->n_events; i++) {
-        apply_event(r, &m->events[i], now, false);
+        if (admit(r, &m->events[i], &forged))
+            apply_event(r, &m->events[i], now, false);
         if (stream)
             r->stats.sync_events_received++;
     }
@@ -1101,6 +1256,7 @@ static uint32_t gc_interval(const struct shoal_registry *r)
 void shoal_registry_tick(struct shoal_registry *r, int64_t now)
 {
     ttl_tick(r, now);
+    unknown_sync_tick(r, now);
     if (now >= r->next_gc) {
         r->next_gc = now + gc_interval(r);
         gc_tick(r, now);
@@ -1139,6 +1295,8 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
         d = r->next_gossip;
     if (r->cfg.sync_interval_ms && r->next_sync < d)
         d = r->next_sync;
+    if (unknown_sync_due(r) && r->next_unknown_sync < d)
+        d = r->next_unknown_sync;
     for (size_t i = 0; i < r->n_own; i++) {
         int64_t t = ttl_deadline(r, r->own[i]);
         int64_t c = dca_deadline(r->own[i]);
@@ -1309,6 +1467,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
         e = SHOAL_ENOMEM;
     if (r) {
         r->cfg = *c;
+        shoal_regauth_caps_defaults(&r->cfg);
         r->index = 1;
         r->self = owner_get(r, c->self, true);
         if (!r->self) {

@@ -36,6 +36,8 @@
 #define SHOAL_CHECK_INTERVAL_DEFAULT 10000
 #define SHOAL_CHECK_TIMEOUT_DEFAULT 2000
 #define SHOAL_CHECK_DAMP_MAX 100    /* rise/fall: consecutive results, 0 = agent default */
+#define SHOAL_REG_SIG_BYTES 64      /* the owner's Ed25519 signature of an event */
+#define SHOAL_REG_PK_BYTES 32
 
 enum shoal_health {
     SHOAL_PASSING = 0,
@@ -96,6 +98,10 @@ struct shoal_instance {
     uint64_t generation;   /* owner's generation when written */
     uint64_t version;      /* owner's version counter: grows with every change */
     bool deleted;          /* a tombstone: only owner, id, generation, version count */
+    /* The owner's signature over the event's canonical bytes
+     * (wire/statement.h), relayed unchanged with the event. */
+    bool has_sig;
+    uint8_t sig[SHOAL_REG_SIG_BYTES];
 };
 
 /* Deep copy; returns 0 or SHOAL_ENOMEM (dst is cleared then). */
@@ -176,6 +182,8 @@ struct shoal_reg_change {
     bool own;            /* one of our own instances: persist before acknowledging */
 };
 
+struct shoal_principals;
+
 struct shoal_registry_config {
     char self[SHOAL_NAME_MAX];
     uint64_t generation;
@@ -196,12 +204,51 @@ struct shoal_registry_config {
     size_t (*peers)(void *ud, size_t k, struct shoal_addr *out);
     /* Optional: something visible changed (watchers, persistence). */
     void (*changed)(void *ud, const struct shoal_reg_change *c);
+
+    /* Authority (core/regauth.h). principals: who speaks for which owner
+     * name, and the service scope of each (the agent's table, borrowed);
+     * NULL turns the owner checks off (unit tests of other behaviour only).
+     * sign: signs one of our events (sig out), 0 or SHOAL_E*; called lazily,
+     * just before an event of ours is first sent. verify: is sig a valid
+     * signature of ev by pk? Both are the wire layer's (wire/statement.h). */
+    const struct shoal_principals *principals;
+    int (*sign)(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES]);
+    bool (*verify)(void *ud, const struct shoal_instance *ev,
+                   const uint8_t pk[SHOAL_REG_PK_BYTES]);
+    /* Caps on what is held (0 = the default). Per owner: entries (instances
+     * and tombstones) and their encoded bytes; in total, over every owner. */
+    uint32_t max_owner_instances;  /* 10000 */
+    uint64_t max_owner_bytes;      /* 16 MiB */
+    uint32_t max_instances;        /* 1000000 */
+    uint64_t max_bytes;            /* 1 GiB */
 };
+
+/* Why an event from another node was refused (counted per reason). */
+#define SHOAL_REG_REFUSE_MAP(X)                                                \
+    X(UNKNOWN_OWNER, "unknown_owner")     /* no principal for the owner name */ \
+    X(UNSIGNED, "unsigned")               /* no signature */                   \
+    X(BAD_SIGNATURE, "bad_signature")     /* not signed by the owner's key */  \
+    X(AFTER_FORGERY, "after_forgery")     /* later events of a message with a forgery */ \
+    X(OUT_OF_SCOPE, "out_of_scope")       /* service outside the owner's scope */ \
+    X(OWNER_INSTANCES, "owner_instances") /* the owner's entry cap */          \
+    X(OWNER_BYTES, "owner_bytes")         /* the owner's byte cap */           \
+    X(TOTAL_INSTANCES, "total_instances") /* the registry's entry cap */       \
+    X(TOTAL_BYTES, "total_bytes")         /* the registry's byte cap */
+
+enum shoal_reg_refuse {
+#define SHOAL_REG_REFUSE_ENUM(n, s) SHOAL_REG_REFUSE_##n,
+    SHOAL_REG_REFUSE_MAP(SHOAL_REG_REFUSE_ENUM)
+#undef SHOAL_REG_REFUSE_ENUM
+    SHOAL_REG_REFUSE_COUNT
+};
+const char *shoal_reg_refuse_name(int reason);
 
 struct shoal_registry_stats {
     uint64_t events_applied, events_stale, events_sent, notices_sent;
     uint64_t syncs_started, syncs_served, sync_events_sent, sync_events_received;
     uint64_t tombstones_collected, reaped, generation_wipes;
+    uint64_t refused[SHOAL_REG_REFUSE_COUNT]; /* by enum shoal_reg_refuse */
+    uint64_t verified;                        /* owner signatures checked */
 };
 
 struct shoal_registry;
@@ -261,6 +308,10 @@ void shoal_registry_sync_with(struct shoal_registry *r, int64_t now, const struc
 void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const char *owner,
                                  uint8_t status, uint64_t generation);
 void shoal_registry_tick(struct shoal_registry *r, int64_t now);
+/* The principal table (config.principals) gained or changed a name: events
+ * refused meanwhile for an unknown owner are pulled again by anti-entropy
+ * with a random member at the next tick. */
+void shoal_registry_principals_changed(struct shoal_registry *r);
 int64_t shoal_registry_next_deadline(const struct shoal_registry *r);
 
 /* ---- queries (any node, from its own replica) ---- */

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/principal.h"
 #include "core/swim.h"
 #include "io/api.h"
 #include "io/checks.h"
@@ -63,6 +64,8 @@ static const char agent_usage[] =
     "                   [--config-dir DIR] [--sync-interval D] [--registry-reap D]\n"
     "                   [--tombstone-ttl D] [--log-level debug|info|warn|error]\n"
     "                   [--dns IP:PORT|off] [--dns-ttl D] [--check-rise N] [--check-fall N]\n"
+    "                   [--max-owner-instances N] [--max-owner-bytes N] [--max-instances N]\n"
+    "                   [--max-bytes N] [--test-scope PATTERN,...]\n"
     "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds.\n"
     "Defaults: --bind 127.0.0.1:7946 (UDP, and TCP for registry sync), --advertise = --bind,\n"
     "--http 127.0.0.1:7947, --data-dir /var/lib/shoal, name = hostname, leave-timeout 3s,\n"
@@ -72,7 +75,12 @@ static const char agent_usage[] =
     "DNS (UDP and TCP): --dns 127.0.0.1:8600 (if that default is taken, a warning and no\n"
     "DNS; 'off' disables it), --dns-ttl 0 (whole seconds).\n"
     "Active checks: --check-rise 1 successes in a row before passing, --check-fall 1\n"
-    "failures in a row before warning/critical (1..100; a check's own rise/fall wins).\n";
+    "failures in a row before warning/critical (1..100; a check's own rise/fall wins).\n"
+    "Caps on what the registry holds (docs/registry-authority.md): per owner\n"
+    "--max-owner-instances 10000 (instances and tombstones) and --max-owner-bytes 16777216;\n"
+    "in total --max-instances 1000000 and --max-bytes 1073741824. What exceeds a cap is\n"
+    "refused and counted. --test-scope: this node's service-name scope (globs), for tests\n"
+    "until certificates carry it.\n";
 
 static const char see_help[] = "run 'shoal agent --help' for the flags\n";
 
@@ -93,6 +101,7 @@ struct agent_opts {
     bool dns_explicit;      /* --dns given: failing to bind it is fatal */
     uint32_t dns_ttl_ms;
     uint32_t check_rise, check_fall;
+    const char *test_scope;
 };
 
 struct agent {
@@ -142,6 +151,11 @@ enum {
     OPT_DNS_TTL,
     OPT_CHECK_RISE,
     OPT_CHECK_FALL,
+    OPT_MAX_OWNER_INSTANCES,
+    OPT_MAX_OWNER_BYTES,
+    OPT_MAX_INSTANCES,
+    OPT_MAX_BYTES,
+    OPT_TEST_SCOPE,
 };
 
 static const struct option agent_options[] = {
@@ -174,6 +188,11 @@ static const struct option agent_options[] = {
     {"dns-ttl", required_argument, NULL, OPT_DNS_TTL},
     {"check-rise", required_argument, NULL, OPT_CHECK_RISE},
     {"check-fall", required_argument, NULL, OPT_CHECK_FALL},
+    {"max-owner-instances", required_argument, NULL, OPT_MAX_OWNER_INSTANCES},
+    {"max-owner-bytes", required_argument, NULL, OPT_MAX_OWNER_BYTES},
+    {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES},
+    {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
+    {"test-scope", required_argument, NULL, OPT_TEST_SCOPE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -217,6 +236,38 @@ static int parse_count_flag(const char *flag, const char *val, uint32_t min, uin
     }
     *out = (uint32_t)v;
     return 0;
+}
+
+static int parse_bytes_flag(const char *flag, const char *val, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    if (val[0] < '0' || val[0] > '9' || *end || errno)
+        return bad_value(flag, val, "expected a whole number of bytes");
+    if (v < 65536 || v > (1ull << 40))
+        return bad_value(flag, val, "must be between 65536 and 1099511627776");
+    *out = v;
+    return 0;
+}
+
+/* A service-name scope: 1..16 comma-separated patterns of [a-z0-9-*?]. */
+static int parse_scope_flag(const char *flag, const char *val)
+{
+    size_t n = 0;
+    for (const char *s = val;; n++) {
+        char pat[SHOAL_SCOPE_MAX];
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= sizeof(pat) || n == SHOAL_SCOPES_MAX)
+            return bad_value(flag, val, "expected 1-16 comma-separated patterns of 1-63 chars");
+        memcpy(pat, s, len);
+        pat[len] = 0;
+        if (shoal_scope_check(pat) != 0)
+            return bad_value(flag, val, "a pattern is 1-63 of [a-z0-9-*?]");
+        if (!s[len])
+            return 0;
+        s += len + 1;
+    }
 }
 
 static bool addr_is_wildcard(const struct shoal_addr *a)
@@ -356,6 +407,23 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
             break;
         case OPT_CHECK_FALL:
             rc = parse_count_flag("check-fall", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_fall);
+            break;
+        case OPT_MAX_OWNER_INSTANCES:
+            rc = parse_count_flag("max-owner-instances", v, 1, 100000000,
+                                  &o->registry.max_owner_instances);
+            break;
+        case OPT_MAX_OWNER_BYTES:
+            rc = parse_bytes_flag("max-owner-bytes", v, &o->registry.max_owner_bytes);
+            break;
+        case OPT_MAX_INSTANCES:
+            rc = parse_count_flag("max-instances", v, 1, 100000000, &o->registry.max_instances);
+            break;
+        case OPT_MAX_BYTES:
+            rc = parse_bytes_flag("max-bytes", v, &o->registry.max_bytes);
+            break;
+        case OPT_TEST_SCOPE:
+            rc = parse_scope_flag("test-scope", v);
+            o->test_scope = v;
             break;
         case OPT_DNS_TTL:
             rc = parse_duration_flag("dns-ttl", v, 0, &o->dns_ttl_ms);
@@ -606,6 +674,7 @@ static int agent_run(struct agent_opts *o)
     nc.swim = o->swim;
     nc.registry = o->registry;
     nc.data_dir = o->data_dir;
+    nc.own_scope = o->test_scope;
     nc.restore = store.msg.events;
     nc.n_restore = store.msg.n_events;
     nc.restore_version = store.version;

@@ -21,11 +21,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/principal.h"
 #include "io/datadir.h"
 #include "io/log.h"
 #include "io/regstore.h"
 #include "io/stream.h"
 #include "io/udp.h"
+#include "wire/statement.h"
 
 /* A deadline farther than this is re-checked anyway; ticking early is a
  * no-op for core, and it bounds the damage of a clock surprise. */
@@ -34,6 +36,8 @@
 /* Binding port 0 picks a free UDP port; the TCP listener must take the same
  * number, which another process may hold: then both are tried again. */
 #define NODE_BIND_TRIES 32
+/* Most principals (names bound to keys) a node holds: the member cap's order. */
+#define NODE_PRINCIPALS_MAX 65536
 /* Room for a message's fields besides its events in a frame estimate. */
 #define NODE_FRAME_BASE 1024
 
@@ -59,6 +63,7 @@ struct shoal_node {
     bool has_cluster_key;
     bool leaving, left_reported;
     struct shoal_identity identity; /* wire may keep a pointer: it lives here */
+    struct shoal_principals principals; /* who speaks for which name (regauth) */
     uint8_t cluster_pk[SHOAL_PK_BYTES];
     void (*event)(void *ud, const struct shoal_event *ev);
     void (*left)(void *ud);
@@ -88,6 +93,28 @@ int64_t shoal_node_wall_ms(void)
 /* Logs only the 1st, 2nd, 4th, ... and then every 1024th occurrence: a
  * persistent fault stays visible without flooding the log. */
 static bool log_sampled(uint64_t count) { return (count & (count - 1)) == 0 || count % 1024 == 0; }
+
+/* INTERIM, until certificates (issue 8, item 1) fill n->principals: the
+ * first verified envelope that names a member binds that name to the
+ * envelope's sender key, with no service scope; a later envelope naming it
+ * with another key changes nothing. This is trust on first use: it holds
+ * only against a node that speaks after the victim is known. The
+ * certificate path replaces this function and its three calls. */
+static void node_interim_principal(struct shoal_node *n, const char *name, const uint8_t *env,
+                                   size_t len)
+{
+    struct shoal_principal p;
+    if (shoal_principals_get(&n->principals, name))
+        return;
+    memset(&p, 0, sizeof(p));
+    memcpy(p.name, name, strnlen(name, SHOAL_NAME_MAX - 1));
+    p.not_after = UINT64_MAX;
+    if (shoal_statement_envelope_sender(env, len, p.pk) == 0 &&
+        shoal_principals_put(&n->principals, &p, false) == 0) {
+        shoal_log_debug("registry", "interim principal %s learned from its envelope", name);
+        shoal_registry_principals_changed(n->reg);
+    }
+}
 
 static int64_t node_deadline(const struct shoal_node *n)
 {
@@ -297,6 +324,7 @@ static void node_datagram(void *ud, const uint8_t *buf, size_t len, const struct
             node_drop(n, n->counters.drops, decode_drop(rc), "datagram", len, src, bad);
             return;
         }
+        node_interim_principal(n, n->msg.from, buf, len);
         shoal_swim_recv(n->swim, shoal_node_clock_ms(), src, &n->msg);
         return;
     }
@@ -313,6 +341,7 @@ static void node_datagram(void *ud, const uint8_t *buf, size_t len, const struct
         return;
     }
     struct shoal_reg_peer peer = {.addr = *src};
+    node_interim_principal(n, m.from, buf, len);
     n->counters.reg_in++;
     shoal_registry_recv(n->reg, shoal_node_clock_ms(), &peer, &m);
     shoal_reg_msg_free(&m);
@@ -344,6 +373,8 @@ static void node_frame(void *ud, uint64_t conn, const struct shoal_addr *src, co
         return;
     }
     struct shoal_reg_peer peer = {.addr = *src, .conn = conn, .stream = true};
+    node_interim_principal(n, m.from, frame + SHOAL_FRAME_PREFIX_BYTES,
+                           len - SHOAL_FRAME_PREFIX_BYTES);
     n->counters.reg_in++;
     shoal_registry_recv(n->reg, shoal_node_clock_ms(), &peer, &m);
     shoal_reg_msg_free(&m);
@@ -563,6 +594,41 @@ static size_t own_cost(const struct shoal_node *n, const char *except)
     return total;
 }
 
+/* The registry's owner signatures (core/regauth.h, wire/statement.h). */
+static int node_reg_sign(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES])
+{
+    struct shoal_node *n = ud;
+    return shoal_statement_sign_event(ev, n->identity.sk, sig);
+}
+
+static bool node_reg_verify(void *ud, const struct shoal_instance *ev,
+                            const uint8_t pk[SHOAL_REG_PK_BYTES])
+{
+    (void)ud;
+    return shoal_statement_verify_event(ev, pk);
+}
+
+/* Our own principal: our name, our key and the scope we may register in.
+ * Returns 0 or SHOAL_EINVAL (a bad scope pattern). */
+static int node_own_principal(struct shoal_node *n, const char *name, const char *scope)
+{
+    struct shoal_principal p;
+    memset(&p, 0, sizeof(p));
+    memcpy(p.name, name, strnlen(name, SHOAL_NAME_MAX - 1));
+    memcpy(p.pk, n->identity.pk, sizeof(p.pk));
+    p.not_after = UINT64_MAX;
+    for (const char *s = scope; s && *s;) {
+        size_t len = strcspn(s, ",");
+        if (p.n_scopes == SHOAL_SCOPES_MAX || len == 0 || len >= SHOAL_SCOPE_MAX)
+            return SHOAL_EINVAL;
+        memcpy(p.scopes[p.n_scopes], s, len);
+        if (shoal_scope_check(p.scopes[p.n_scopes++]) != 0)
+            return SHOAL_EINVAL;
+        s += len + (s[len] == ',');
+    }
+    return shoal_principals_put(&n->principals, &p, true);
+}
+
 struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_config *c, int *err)
 {
     struct shoal_swim_config sc = c->swim;
@@ -582,6 +648,7 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     n->loop = loop;
     n->max_datagram = sc.max_datagram;
     n->identity = c->identity;
+    shoal_principals_init(&n->principals, NODE_PRINCIPALS_MAX);
     n->has_cluster_key = c->has_cluster_key;
     memcpy(n->cluster_pk, c->cluster_pk, sizeof(n->cluster_pk));
     n->event = c->event;
@@ -619,6 +686,11 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     rc_cfg.send = node_reg_send;
     rc_cfg.peers = node_reg_peers;
     rc_cfg.changed = node_reg_changed;
+    rc_cfg.principals = &n->principals;
+    rc_cfg.sign = node_reg_sign;
+    rc_cfg.verify = node_reg_verify;
+    if ((rc = node_own_principal(n, sc.name, c->own_scope)) != 0)
+        goto fail;
     n->reg = shoal_registry_new(&rc_cfg, &rc);
     if (!n->reg) {
         if (rc == 0)
@@ -671,6 +743,7 @@ void shoal_node_free(struct shoal_node *n)
         shoal_wire_free(n->wire);
     shoal_udp_free(n->udp);
     explicit_bzero(&n->identity, sizeof(n->identity)); /* the secret key */
+    shoal_principals_close(&n->principals);
     free(n->frame);
     free(n->data_dir);
     free(n);
@@ -762,6 +835,7 @@ int shoal_node_check_result(struct shoal_node *n, const char *id, uint32_t index
 struct shoal_swim *shoal_node_swim(const struct shoal_node *n) { return n->swim; }
 
 struct shoal_registry *shoal_node_registry(const struct shoal_node *n) { return n->reg; }
+struct shoal_principals *shoal_node_principals(struct shoal_node *n) { return &n->principals; }
 
 const struct shoal_stream_counters *shoal_node_stream_counters(const struct shoal_node *n)
 {

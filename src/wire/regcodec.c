@@ -411,6 +411,8 @@ static const char *event_check(const Shoal__Instance *pb)
         return "event.owner";
     if (!id_ok(pb->id))
         return "event.id";
+    if (pb->sig.len != 0 && pb->sig.len != SHOAL_REG_SIG_BYTES)
+        return "event.sig"; /* absent (refused later, counted) or one signature */
     if (pb->deleted)
         return NULL; /* a tombstone's content is not read */
     /* What the view's narrower types would hide, and the counts it needs. */
@@ -497,6 +499,9 @@ static int event_copy(const Shoal__Instance *pb, struct shoal_instance *in)
     in->generation = pb->generation;
     in->version = pb->version;
     in->deleted = pb->deleted;
+    in->has_sig = pb->sig.len == SHOAL_REG_SIG_BYTES;
+    if (in->has_sig)
+        memcpy(in->sig, pb->sig.data, SHOAL_REG_SIG_BYTES);
     in->id = strdup(pb->id);
     if (!in->id)
         return SHOAL_ENOMEM;
@@ -773,6 +778,11 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
         pb->generation = in->generation;
         pb->version = in->version;
         pb->deleted = in->deleted;
+        if (in->has_sig) {
+            /* protobuf-c never writes through it on pack */
+            pb->sig.data = (uint8_t *)(uintptr_t)in->sig;
+            pb->sig.len = SHOAL_REG_SIG_BYTES;
+        }
         insp[i] = pb;
         if (in->deleted)
             continue; /* a tombstone carries nothing else */
