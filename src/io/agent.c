@@ -53,6 +53,7 @@
                                                       : AGENT_MIN_REG_DATAGRAM)
 #define AGENT_MAX_DATAGRAM 65507
 #define AGENT_MAX_JOIN 64
+#define AGENT_MAX_PEER_SCOPES 16
 
 static const char agent_usage[] =
     "usage: shoal agent [--name NAME] [--bind IP:PORT] [--advertise IP:PORT] [--http IP:PORT]\n"
@@ -66,6 +67,7 @@ static const char agent_usage[] =
     "                   [--dns IP:PORT|off] [--dns-ttl D] [--check-rise N] [--check-fall N]\n"
     "                   [--max-owner-instances N] [--max-owner-bytes N] [--max-instances N]\n"
     "                   [--max-bytes N] [--test-scope PATTERN,...]\n"
+    "                   [--test-peer-scope NAME=PATTERN,...]...\n"
     "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds.\n"
     "Defaults: --bind 127.0.0.1:7946 (UDP, and TCP for registry sync), --advertise = --bind,\n"
     "--http 127.0.0.1:7947, --data-dir /var/lib/shoal, name = hostname, leave-timeout 3s,\n"
@@ -79,8 +81,8 @@ static const char agent_usage[] =
     "Caps on what the registry holds (docs/registry-authority.md): per owner\n"
     "--max-owner-instances 10000 (instances and tombstones) and --max-owner-bytes 16777216;\n"
     "in total --max-instances 1000000 and --max-bytes 1073741824. What exceeds a cap is\n"
-    "refused and counted. --test-scope: this node's service-name scope (globs), for tests\n"
-    "until certificates carry it.\n";
+    "refused and counted. --test-scope: this node's service-name scope (globs), and\n"
+    "--test-peer-scope another node's; for tests, until certificates carry scopes.\n";
 
 static const char see_help[] = "run 'shoal agent --help' for the flags\n";
 
@@ -102,6 +104,8 @@ struct agent_opts {
     uint32_t dns_ttl_ms;
     uint32_t check_rise, check_fall;
     const char *test_scope;
+    const char *peer_scopes[AGENT_MAX_PEER_SCOPES];
+    size_t n_peer_scopes;
 };
 
 struct agent {
@@ -156,6 +160,7 @@ enum {
     OPT_MAX_INSTANCES,
     OPT_MAX_BYTES,
     OPT_TEST_SCOPE,
+    OPT_TEST_PEER_SCOPE,
 };
 
 static const struct option agent_options[] = {
@@ -193,6 +198,7 @@ static const struct option agent_options[] = {
     {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES},
     {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
     {"test-scope", required_argument, NULL, OPT_TEST_SCOPE},
+    {"test-peer-scope", required_argument, NULL, OPT_TEST_PEER_SCOPE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -425,6 +431,22 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o)
             rc = parse_scope_flag("test-scope", v);
             o->test_scope = v;
             break;
+        case OPT_TEST_PEER_SCOPE: {
+            const char *eq = strchr(v, '=');
+            char name[SHOAL_NAME_MAX];
+            size_t len = eq ? (size_t)(eq - v) : 0;
+            if (len) {
+                memcpy(name, v, len < sizeof(name) ? len : sizeof(name) - 1);
+                name[len < sizeof(name) ? len : sizeof(name) - 1] = 0;
+            }
+            if (!eq || len >= SHOAL_NAME_MAX || !shoal_name_valid(name))
+                rc = bad_value("test-peer-scope", v, "expected NAME=PATTERN,...");
+            else if (o->n_peer_scopes == AGENT_MAX_PEER_SCOPES)
+                rc = bad_value("test-peer-scope", v, "at most 16 are accepted");
+            else if ((rc = parse_scope_flag("test-peer-scope", eq + 1)) == 0)
+                o->peer_scopes[o->n_peer_scopes++] = v;
+            break;
+        }
         case OPT_DNS_TTL:
             rc = parse_duration_flag("dns-ttl", v, 0, &o->dns_ttl_ms);
             break;
@@ -675,6 +697,8 @@ static int agent_run(struct agent_opts *o)
     nc.registry = o->registry;
     nc.data_dir = o->data_dir;
     nc.own_scope = o->test_scope;
+    nc.peer_scopes = o->peer_scopes;
+    nc.n_peer_scopes = o->n_peer_scopes;
     nc.restore = store.msg.events;
     nc.n_restore = store.msg.n_events;
     nc.restore_version = store.version;

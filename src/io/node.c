@@ -64,6 +64,8 @@ struct shoal_node {
     bool leaving, left_reported;
     struct shoal_identity identity; /* wire may keep a pointer: it lives here */
     struct shoal_principals principals; /* who speaks for which name (regauth) */
+    char **peer_scopes; /* INTERIM: "NAME=PATTERN,..." for learned principals */
+    size_t n_peer_scopes;
     uint8_t cluster_pk[SHOAL_PK_BYTES];
     void (*event)(void *ud, const struct shoal_event *ev);
     void (*left)(void *ud);
@@ -94,12 +96,29 @@ int64_t shoal_node_wall_ms(void)
  * persistent fault stays visible without flooding the log. */
 static bool log_sampled(uint64_t count) { return (count & (count - 1)) == 0 || count % 1024 == 0; }
 
+/* Fills p's scope from comma-separated patterns (NULL or "": any name).
+ * Returns 0 or SHOAL_EINVAL. */
+static int node_parse_scope(struct shoal_principal *p, const char *scope)
+{
+    for (const char *s = scope; s && *s;) {
+        size_t len = strcspn(s, ",");
+        if (p->n_scopes == SHOAL_SCOPES_MAX || len == 0 || len >= SHOAL_SCOPE_MAX)
+            return SHOAL_EINVAL;
+        memcpy(p->scopes[p->n_scopes], s, len);
+        if (shoal_scope_check(p->scopes[p->n_scopes++]) != 0)
+            return SHOAL_EINVAL;
+        s += len + (s[len] == ',');
+    }
+    return 0;
+}
+
 /* INTERIM, until certificates (issue 8, item 1) fill n->principals: the
  * first verified envelope that names a member binds that name to the
- * envelope's sender key, with no service scope; a later envelope naming it
- * with another key changes nothing. This is trust on first use: it holds
- * only against a node that speaks after the victim is known. The
- * certificate path replaces this function and its three calls. */
+ * envelope's sender key, with the scope --test-peer-scope gives that name
+ * (else none); a later envelope naming it with another key changes
+ * nothing. This is trust on first use: it holds only against a node that
+ * speaks after the victim is known. The certificate path replaces this
+ * function, its three calls and peer_scopes. */
 static void node_interim_principal(struct shoal_node *n, const char *name, const uint8_t *env,
                                    size_t len)
 {
@@ -109,6 +128,11 @@ static void node_interim_principal(struct shoal_node *n, const char *name, const
     memset(&p, 0, sizeof(p));
     memcpy(p.name, name, strnlen(name, SHOAL_NAME_MAX - 1));
     p.not_after = UINT64_MAX;
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < n->n_peer_scopes; i++)
+        if (strncmp(n->peer_scopes[i], name, nlen) == 0 && n->peer_scopes[i][nlen] == '=' &&
+            node_parse_scope(&p, n->peer_scopes[i] + nlen + 1) != 0)
+            return; /* checked at start */
     if (shoal_statement_envelope_sender(env, len, p.pk) == 0 &&
         shoal_principals_put(&n->principals, &p, false) == 0) {
         shoal_log_debug("registry", "interim principal %s learned from its envelope", name);
@@ -617,15 +641,8 @@ static int node_own_principal(struct shoal_node *n, const char *name, const char
     memcpy(p.name, name, strnlen(name, SHOAL_NAME_MAX - 1));
     memcpy(p.pk, n->identity.pk, sizeof(p.pk));
     p.not_after = UINT64_MAX;
-    for (const char *s = scope; s && *s;) {
-        size_t len = strcspn(s, ",");
-        if (p.n_scopes == SHOAL_SCOPES_MAX || len == 0 || len >= SHOAL_SCOPE_MAX)
-            return SHOAL_EINVAL;
-        memcpy(p.scopes[p.n_scopes], s, len);
-        if (shoal_scope_check(p.scopes[p.n_scopes++]) != 0)
-            return SHOAL_EINVAL;
-        s += len + (s[len] == ',');
-    }
+    if (node_parse_scope(&p, scope) != 0)
+        return SHOAL_EINVAL;
     return shoal_principals_put(&n->principals, &p, true);
 }
 
@@ -691,6 +708,22 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     rc_cfg.verify = node_reg_verify;
     if ((rc = node_own_principal(n, sc.name, c->own_scope)) != 0)
         goto fail;
+    if (c->n_peer_scopes && !(n->peer_scopes = calloc(c->n_peer_scopes, sizeof(char *)))) {
+        rc = SHOAL_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < c->n_peer_scopes; i++) {
+        struct shoal_principal p = {.n_scopes = 0};
+        const char *eq = strchr(c->peer_scopes[i], '=');
+        if (!eq || node_parse_scope(&p, eq + 1) != 0) {
+            rc = SHOAL_EINVAL;
+            goto fail;
+        }
+        if (!(n->peer_scopes[n->n_peer_scopes++] = strdup(c->peer_scopes[i]))) {
+            rc = SHOAL_ENOMEM;
+            goto fail;
+        }
+    }
     n->reg = shoal_registry_new(&rc_cfg, &rc);
     if (!n->reg) {
         if (rc == 0)
@@ -744,6 +777,9 @@ void shoal_node_free(struct shoal_node *n)
     shoal_udp_free(n->udp);
     explicit_bzero(&n->identity, sizeof(n->identity)); /* the secret key */
     shoal_principals_close(&n->principals);
+    for (size_t i = 0; i < n->n_peer_scopes; i++)
+        free(n->peer_scopes[i]);
+    free(n->peer_scopes);
     free(n->frame);
     free(n->data_dir);
     free(n);

@@ -50,6 +50,10 @@ struct shoal_node_config {
     /* Our own service-name scope: comma-separated globs (core/principal.h),
      * NULL or "" for any name. INTERIM until our certificate gives it. */
     const char *own_scope;
+    /* INTERIM likewise: "NAME=PATTERN,..." scopes given to the principals
+     * learned from envelopes (borrowed during shoal_node_new() only). */
+    const char *const *peer_scopes;
+    size_t n_peer_scopes;
     /* Where our instances are persisted (DIR/registry); NULL: nowhere. */
     const char *data_dir;
 
