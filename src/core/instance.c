@@ -341,6 +341,9 @@ void shoal_reg_msg_free(struct shoal_reg_msg *m)
     free(m->events);
     free(m->digests);
     free(m->wants);
+    free(m->proofs);
+    m->proofs = NULL;
+    m->n_proofs = 0;
     m->events = NULL;
     m->digests = NULL;
     m->wants = NULL;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/regauth.h"
+#include "core/regproof.h"
 #include "core/strmap.h"
 #include "shoal/error.h"
 
@@ -28,6 +29,8 @@ struct entry {
     struct owner *owner;
     uint64_t hash;       /* this entry's share of the owner digest */
     uint32_t cost;       /* its bytes, as the caps count them */
+    bool has_sh;         /* sh is the hash of in's canonical bytes (proofs) */
+    uint8_t sh[SHOAL_REG_HASH_BYTES];
     int64_t tomb_at;     /* when it became a tombstone here */
     uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
     uint32_t spos;       /* service vector position + 1; 0 = not indexed */
@@ -48,6 +51,8 @@ struct owner {
     uint64_t hash;
     uint32_t count;
     uint64_t bytes; /* the entries' costs (caps) */
+    struct shoal_reg_proof *proof; /* the owner's proof over its set, or NULL */
+    bool proof_ok;                 /* ...and it covers exactly what we hold */
     uint8_t status; /* membership status (enum shoal_status) */
     int64_t dead_since;
     struct shoal_strmap ids; /* id -> struct entry */
@@ -97,6 +102,8 @@ struct shoal_registry {
     size_t ev_cap;
     struct shoal_reg_digest *dg;
     size_t dg_cap;
+    struct shoal_reg_proof *pf;
+    size_t pf_cap;
     char (*wants)[SHOAL_NAME_MAX];
     size_t wants_cap;
 };
@@ -304,6 +311,7 @@ static void entry_drop(struct shoal_registry *r, struct entry *e)
         o->floor = e->in.version;
     o->hash ^= e->hash;
     o->count--;
+    o->proof_ok = false;
     account(r, o, e, -1);
     shoal_strmap_del(&o->ids, e->in.id);
     shoal_instance_clear(&e->in);
@@ -395,6 +403,8 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     }
     shoal_instance_clear(&e->in);
     e->in = copy;
+    e->has_sh = false;
+    o->proof_ok = false;
     if (!e->in.deleted)
         e->tomb_at = 0;
     else if (!e->tomb_at)
@@ -459,7 +469,8 @@ static struct shoal_regauth_held held_for(const struct shoal_registry *r, const 
  * that could change what we hold (so each is verified once: a copy that
  * comes again is stale). After a forgery the rest of its message is
  * refused unverified: an honest relay passes on only what it verified. */
-static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, bool *forged)
+static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, bool *forged,
+                  bool by_proof)
 {
     if (strcmp(ev->owner, r->cfg.self) == 0)
         return true; /* apply_event refuses it: only we write ours */
@@ -480,7 +491,7 @@ static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, boo
         struct shoal_regauth_held h = held_for(r, o, ev);
         reason = shoal_regauth_caps_check(&r->cfg, &h, shoal_instance_cost(ev));
     }
-    if (reason < 0 && pk) {
+    if (reason < 0 && pk && !by_proof) {
         r->stats.verified++;
         if (!r->cfg.verify || !r->cfg.verify(r->cfg.ud, ev, pk)) {
             reason = SHOAL_REG_REFUSE_BAD_SIGNATURE;
@@ -516,6 +527,77 @@ static void unknown_sync_tick(struct shoal_registry *r, int64_t now)
     r->next_unknown_sync = now + NOTICE_SYNC_GAP_MS;
     if (r->cfg.peers && r->cfg.peers(r->cfg.ud, 1, &peer) == 1)
         shoal_registry_sync_with(r, now, &peer);
+}
+
+/* One of ours changed in place (no new version): sign and hash it again. */
+static void own_touched(struct shoal_registry *r, struct entry *e)
+{
+    e->in.has_sig = false;
+    e->has_sh = false;
+    r->self->proof_ok = false;
+}
+
+/* The root of o's entries (hashes cached per entry). False without the
+ * proof callbacks or memory. */
+static bool owner_root(struct shoal_registry *r, struct owner *o, uint8_t root[SHOAL_REG_HASH_BYTES])
+{
+    if (!r->cfg.event_hash || !r->cfg.set_root)
+        return false;
+    uint8_t (*h)[SHOAL_REG_HASH_BYTES] = malloc((o->count ? o->count : 1) * sizeof(*h));
+    size_t k = 0;
+    if (!h)
+        return false;
+    for (size_t i = 0; i < o->ids.cap; i++) {
+        struct entry *e = o->ids.slots[i].value;
+        if (!o->ids.slots[i].key)
+            continue;
+        if (!e->has_sh) {
+            r->cfg.event_hash(r->cfg.ud, &e->in, e->sh);
+            e->has_sh = true;
+        }
+        memcpy(h[k++], e->sh, SHOAL_REG_HASH_BYTES);
+    }
+    shoal_regproof_sort(h, k);
+    r->cfg.set_root(r->cfg.ud, (const uint8_t(*)[SHOAL_REG_HASH_BYTES])h, k, root);
+    free(h);
+    return true;
+}
+
+/* A proof over o's entries as held: ours is signed afresh when it is
+ * stale; another owner's is the one it signed, if it still covers exactly
+ * what we hold. NULL if there is none. */
+static const struct shoal_reg_proof *owner_proof(struct shoal_registry *r, struct owner *o)
+{
+    if (o->proof_ok)
+        return o->proof;
+    if (o != r->self || !r->cfg.sign_proof || !o->count)
+        return NULL;
+    if (!o->proof && !(o->proof = calloc(1, sizeof(*o->proof))))
+        return NULL;
+    struct shoal_reg_proof *p = o->proof;
+    memcpy(p->owner, o->name, SHOAL_NAME_MAX);
+    p->generation = o->generation;
+    p->version = o->max_version;
+    p->count = o->count;
+    if (!owner_root(r, o, p->root) || r->cfg.sign_proof(r->cfg.ud, p) != 0)
+        return NULL;
+    o->proof_ok = true;
+    return p;
+}
+
+/* A proof that held for a message's events: kept if, with them applied, it
+ * covers exactly what we hold of its owner (then we can relay it). */
+static void owner_keep_proof(struct shoal_registry *r, const struct shoal_reg_proof *p)
+{
+    struct owner *o = owner_get(r, p->owner, false);
+    uint8_t root[SHOAL_REG_HASH_BYTES];
+    if (!o || o == r->self || o->generation != p->generation || o->max_version != p->version ||
+        o->count != p->count || !owner_root(r, o, root) || memcmp(root, p->root, sizeof(root)))
+        return;
+    if (!o->proof && !(o->proof = malloc(sizeof(*o->proof))))
+        return;
+    *o->proof = *p;
+    o->proof_ok = true;
 }
 
 /* Our events are signed once, just before they are first sent. */
@@ -662,7 +744,7 @@ int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall
         return SHOAL_EINVAL;
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
-    e->in.has_sig = false;        /* what we send must match what we signed */
+    own_touched(r, e); /* what we send must match what we signed */
     e->ttl_health = SHOAL_PASSING;
     uint8_t h = worst_health(e->in.checks, e->in.n_checks, SHOAL_PASSING);
     if (e->in.health == h)
@@ -701,7 +783,7 @@ int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const cha
     if (c->status == status) {
         free(c->output); /* replicas see it with the next change */
         c->output = out;
-        e->in.has_sig = false;
+        own_touched(r, e);
         return 0;
     }
     struct shoal_check checks[SHOAL_CHECKS_MAX];
@@ -859,6 +941,7 @@ static void msg_init(struct shoal_registry *r, struct shoal_reg_msg *m, uint8_t 
     m->events = r->ev;
     m->digests = r->dg;
     m->wants = r->wants;
+    m->proofs = r->pf;
 }
 
 static void digest_of(const struct owner *o, struct shoal_reg_digest *d)
@@ -1006,12 +1089,27 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
     uint32_t budget = r->cfg.max_stream_part;
     for (size_t k = 0; k < n_owners; k++) {
         struct owner *o = owners[k];
+        /* An owner with a proof goes whole in one part, with its proof. */
+        const struct shoal_reg_proof *p =
+            o->bytes <= SHOAL_REGPROOF_PART_MAX ? owner_proof(r, o) : NULL;
+        if (p && m.n_events && o->bytes > budget) {
+            r->cfg.send(r->cfg.ud, to, &m);
+            uint32_t part = m.part + 1;
+            msg_init(r, &m, type);
+            m.part = part;
+            budget = r->cfg.max_stream_part;
+        }
+        if (p && grow((void **)&r->pf, &r->pf_cap, m.n_proofs + 1, sizeof(*r->pf))) {
+            m.proofs = r->pf;
+            r->pf[m.n_proofs++] = *p;
+            r->stats.proofs_sent++;
+        }
         for (size_t i = 0; i < o->ids.cap; i++) {
             if (!o->ids.slots[i].key)
                 continue;
             struct entry *e = o->ids.slots[i].value;
             uint32_t cost = shoal_instance_cost(&e->in);
-            if (m.n_events && cost > budget) {
+            if (!p && m.n_events && cost > budget) {
                 r->cfg.send(r->cfg.ud, to, &m);
                 uint32_t part = m.part + 1;
                 msg_init(r, &m, type);
@@ -1114,13 +1212,21 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     bool stream = m->type != SHOAL_REG_GOSSIP;
     r->applying_sync = stream;
     bool forged = false;
+    /* Owner proofs (stream only): one signature for an owner's whole set. */
+    bool *pre = stream && m->n_proofs ? calloc(m->n_events + m->n_proofs + 1, sizeof(bool)) : NULL;
+    if (pre)
+        shoal_regproof_mark(&r->cfg, m, pre, pre + m->n_events, &r->stats);
     for (uint32_t i = 0; i < m->n_events; i++) {
-        if (admit(r, &m->events[i], &forged))
+        if (admit(r, &m->events[i], &forged, pre && pre[i]))
             apply_event(r, &m->events[i], now, false);
         if (stream)
             r->stats.sync_events_received++;
     }
     r->applying_sync = false;
+    for (uint32_t k = 0; pre && k < m->n_proofs; k++)
+        if (pre[m->n_events + k])
+            owner_keep_proof(r, &m->proofs[k]);
+    free(pre);
     switch (m->type) {
     case SHOAL_REG_GOSSIP:
         /* Notices: an event too big for a datagram; pull it by anti-entropy. */
@@ -1503,6 +1609,7 @@ void shoal_registry_free(struct shoal_registry *r)
             free(e);
         }
         shoal_strmap_close(&o->ids);
+        free(o->proof);
         free(o);
     }
     for (size_t i = 0; i < r->services.cap; i++) {
@@ -1520,5 +1627,6 @@ void shoal_registry_free(struct shoal_registry *r)
     free(r->ev);
     free(r->dg);
     free(r->wants);
+    free(r->pf);
     free(r);
 }

@@ -38,6 +38,7 @@
 #define SHOAL_CHECK_DAMP_MAX 100    /* rise/fall: consecutive results, 0 = agent default */
 #define SHOAL_REG_SIG_BYTES 64      /* the owner's Ed25519 signature of an event */
 #define SHOAL_REG_PK_BYTES 32
+#define SHOAL_REG_HASH_BYTES 32     /* BLAKE2b-256 of an event's canonical bytes */
 
 enum shoal_health {
     SHOAL_PASSING = 0,
@@ -135,6 +136,18 @@ struct shoal_reg_digest {
     uint32_t count; /* entries, tombstones included */
 };
 
+/* An owner's signed statement over its whole entry set: anti-entropy sends
+ * it with those entries, so that a receiver checks one signature for the
+ * set instead of one per event (wire/statement.h defines root and sig). */
+struct shoal_reg_proof {
+    char owner[SHOAL_NAME_MAX];
+    uint64_t generation;
+    uint64_t version; /* highest version in the set */
+    uint32_t count;   /* entries, tombstones included */
+    uint8_t root[SHOAL_REG_HASH_BYTES];
+    uint8_t sig[SHOAL_REG_SIG_BYTES];
+};
+
 enum shoal_reg_msg_type {
     SHOAL_REG_GOSSIP = 8,    /* datagram: events, and notices (digests) of events too big for one */
     SHOAL_REG_SYNC_REQ = 9,  /* stream: the initiator's digests */
@@ -155,6 +168,8 @@ struct shoal_reg_msg {
     struct shoal_reg_digest *digests;
     uint32_t n_wants;
     char (*wants)[SHOAL_NAME_MAX];
+    uint32_t n_proofs; /* stream messages only */
+    struct shoal_reg_proof *proofs;
 };
 void shoal_reg_msg_free(struct shoal_reg_msg *m); /* frees arrays and events */
 
@@ -215,6 +230,17 @@ struct shoal_registry_config {
     int (*sign)(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES]);
     bool (*verify)(void *ud, const struct shoal_instance *ev,
                    const uint8_t pk[SHOAL_REG_PK_BYTES]);
+    /* Owner proofs (core/regproof.h); all four or none (then none are sent
+     * and every event is verified alone). event_hash: the hash of ev's
+     * canonical bytes; set_root: the root of n sorted hashes; sign_proof
+     * fills p->sig (0 or SHOAL_E*); verify_proof checks it against pk. */
+    void (*event_hash)(void *ud, const struct shoal_instance *ev,
+                       uint8_t out[SHOAL_REG_HASH_BYTES]);
+    void (*set_root)(void *ud, const uint8_t (*sorted)[SHOAL_REG_HASH_BYTES], size_t n,
+                     uint8_t root[SHOAL_REG_HASH_BYTES]);
+    int (*sign_proof)(void *ud, struct shoal_reg_proof *p);
+    bool (*verify_proof)(void *ud, const struct shoal_reg_proof *p,
+                         const uint8_t pk[SHOAL_REG_PK_BYTES]);
     /* Caps on what is held (0 = the default). Per owner: entries (instances
      * and tombstones) and their encoded bytes; in total, over every owner. */
     uint32_t max_owner_instances;  /* 10000 */
@@ -249,6 +275,8 @@ struct shoal_registry_stats {
     uint64_t tombstones_collected, reaped, generation_wipes;
     uint64_t refused[SHOAL_REG_REFUSE_COUNT]; /* by enum shoal_reg_refuse */
     uint64_t verified;                        /* owner signatures checked */
+    uint64_t proofs_sent, proofs_verified, proofs_failed; /* owner proofs */
+    uint64_t events_by_proof; /* events admitted under an owner proof */
 };
 
 struct shoal_registry;

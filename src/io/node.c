@@ -414,6 +414,7 @@ static size_t reg_msg_cost(const struct shoal_reg_msg *m)
         n += shoal_instance_cost(&m->events[i]);
     n += (size_t)m->n_digests * (48 + SHOAL_NAME_MAX);
     n += (size_t)m->n_wants * (3 + SHOAL_NAME_MAX);
+    n += (size_t)m->n_proofs * (128 + SHOAL_NAME_MAX);
     return n;
 }
 
@@ -632,6 +633,35 @@ static bool node_reg_verify(void *ud, const struct shoal_instance *ev,
     return shoal_statement_verify_event(ev, pk);
 }
 
+static void node_reg_hash(void *ud, const struct shoal_instance *ev,
+                          uint8_t out[SHOAL_REG_HASH_BYTES])
+{
+    (void)ud;
+    if (shoal_statement_event_hash(ev, out) != 0)
+        memset(out, 0, SHOAL_REG_HASH_BYTES); /* out of memory: no proof will match */
+}
+
+static void node_reg_root(void *ud, const uint8_t (*sorted)[SHOAL_REG_HASH_BYTES], size_t n,
+                          uint8_t root[SHOAL_REG_HASH_BYTES])
+{
+    (void)ud;
+    shoal_statement_set_root(sorted, n, root);
+}
+
+static int node_reg_sign_proof(void *ud, struct shoal_reg_proof *p)
+{
+    struct shoal_node *n = ud;
+    shoal_statement_sign_proof(p, n->identity.sk);
+    return 0;
+}
+
+static bool node_reg_verify_proof(void *ud, const struct shoal_reg_proof *p,
+                                  const uint8_t pk[SHOAL_REG_PK_BYTES])
+{
+    (void)ud;
+    return shoal_statement_verify_proof(p, pk);
+}
+
 /* Our own principal: our name, our key and the scope we may register in.
  * Returns 0 or SHOAL_EINVAL (a bad scope pattern). */
 static int node_own_principal(struct shoal_node *n, const char *name, const char *scope)
@@ -706,6 +736,10 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     rc_cfg.principals = &n->principals;
     rc_cfg.sign = node_reg_sign;
     rc_cfg.verify = node_reg_verify;
+    rc_cfg.event_hash = node_reg_hash;
+    rc_cfg.set_root = node_reg_root;
+    rc_cfg.sign_proof = node_reg_sign_proof;
+    rc_cfg.verify_proof = node_reg_verify_proof;
     if ((rc = node_own_principal(n, sc.name, c->own_scope)) != 0)
         goto fail;
     if (c->n_peer_scopes && !(n->peer_scopes = calloc(c->n_peer_scopes, sizeof(char *)))) {

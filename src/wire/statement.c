@@ -128,6 +128,58 @@ bool shoal_statement_verify_event(const struct shoal_instance *ev,
     return ok;
 }
 
+int shoal_statement_event_hash(const struct shoal_instance *ev, uint8_t out[SHOAL_REG_HASH_BYTES])
+{
+    uint8_t stack[CANON_STACK], *bytes, *heap;
+    long n = canon_of(ev, stack, &bytes, &heap);
+    if (n >= 0)
+        crypto_generichash(out, SHOAL_REG_HASH_BYTES, bytes, (unsigned long long)n, NULL, 0);
+    free(heap);
+    return n < 0 ? (int)n : 0;
+}
+
+#define SET_CONTEXT "shoal-set-v1"
+#define PROOF_CONTEXT "shoal-proof-v1"
+
+void shoal_statement_set_root(const uint8_t (*sorted)[SHOAL_REG_HASH_BYTES], size_t n,
+                              uint8_t root[SHOAL_REG_HASH_BYTES])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, SHOAL_REG_HASH_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)SET_CONTEXT, strlen(SET_CONTEXT));
+    if (n)
+        crypto_generichash_update(&st, sorted[0], (unsigned long long)n * SHOAL_REG_HASH_BYTES);
+    crypto_generichash_final(&st, root, SHOAL_REG_HASH_BYTES);
+}
+
+/* The bytes an owner proof's signature covers (at most ~150). */
+static size_t proof_bytes(const struct shoal_reg_proof *p, uint8_t buf[256])
+{
+    struct canon c = {buf, 256, 0};
+    put(&c, PROOF_CONTEXT, strlen(PROOF_CONTEXT));
+    put_str(&c, p->owner);
+    put_u(&c, p->generation, 8);
+    put_u(&c, p->version, 8);
+    put_u(&c, p->count, 4);
+    put(&c, p->root, SHOAL_REG_HASH_BYTES);
+    return c.len;
+}
+
+void shoal_statement_sign_proof(struct shoal_reg_proof *p, const uint8_t *sk)
+{
+    uint8_t buf[256];
+    size_t n = proof_bytes(p, buf);
+    crypto_sign_detached(p->sig, NULL, buf, n, sk);
+}
+
+bool shoal_statement_verify_proof(const struct shoal_reg_proof *p,
+                                  const uint8_t pk[SHOAL_REG_PK_BYTES])
+{
+    uint8_t buf[256];
+    size_t n = proof_bytes(p, buf);
+    return n <= sizeof(buf) && crypto_sign_verify_detached(p->sig, buf, n, pk) == 0;
+}
+
 int shoal_statement_envelope_sender(const uint8_t *env, size_t len,
                                     uint8_t pk[SHOAL_REG_PK_BYTES])
 {

@@ -44,6 +44,20 @@ int shoal_statement_sign_event(const struct shoal_instance *ev, const uint8_t *s
 bool shoal_statement_verify_event(const struct shoal_instance *ev,
                                   const uint8_t pk[SHOAL_REG_PK_BYTES]);
 
+/* The BLAKE2b-256 hash of ev's canonical bytes (an entry of an owner proof).
+ * Returns 0 or SHOAL_E*. */
+int shoal_statement_event_hash(const struct shoal_instance *ev,
+                               uint8_t out[SHOAL_REG_HASH_BYTES]) SHOAL_MUST_CHECK;
+/* An owner proof's root: BLAKE2b-256 over "shoal-set-v1" and the n entry
+ * hashes in ascending byte order (the caller sorts them). */
+void shoal_statement_set_root(const uint8_t (*sorted)[SHOAL_REG_HASH_BYTES], size_t n,
+                              uint8_t root[SHOAL_REG_HASH_BYTES]);
+/* Signs / verifies an owner proof: Ed25519 over "shoal-proof-v1", str owner,
+ * u64 generation, u64 version, u32 count and the 32-byte root. */
+void shoal_statement_sign_proof(struct shoal_reg_proof *p, const uint8_t *sk);
+bool shoal_statement_verify_proof(const struct shoal_reg_proof *p,
+                                  const uint8_t pk[SHOAL_REG_PK_BYTES]);
+
 /* Interim (until certificates): the sender key of an envelope that
  * shoal_wire_verify() or shoal_wire_verify_frame() (pass the frame without
  * its 4-byte prefix) accepted. Returns 0, or SHOAL_ETRUNC if too short. */
