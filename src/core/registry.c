@@ -464,12 +464,33 @@ static struct shoal_regauth_held held_for(const struct shoal_registry *r, const 
     return h;
 }
 
+/* Owners of one message whose signatures failed. Past FORGED_OWNERS_MAX
+ * the whole rest of the message is refused. */
+#define FORGED_OWNERS_MAX 16
+struct forged {
+    const char *owners[FORGED_OWNERS_MAX];
+    size_t n;
+    bool all;
+};
+
+static bool forged_has(const struct forged *f, const char *owner)
+{
+    for (size_t i = 0; i < f->n && !f->all; i++)
+        if (strcmp(f->owners[i], owner) == 0)
+            return true;
+    return f->all;
+}
+
 /* The authority rules for an event from another node (core/regauth.h):
  * cheap checks first, the owner's signature last and only for an event
  * that could change what we hold (so each is verified once: a copy that
- * comes again is stale). After a forgery the rest of its message is
- * refused unverified: an honest relay passes on only what it verified. */
-static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, bool *forged,
+ * comes again is stale). After a forgery, the rest of its message is
+ * refused unverified for that owner (an honest relay passes on only what
+ * it verified; one holding an owner's events signed with a key since
+ * rotated harms only that owner's), and for every owner after
+ * FORGED_OWNERS_MAX forged ones: a message costs at most that many
+ * verifications that fail. */
+static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, struct forged *forged,
                   bool by_proof)
 {
     if (strcmp(ev->owner, r->cfg.self) == 0)
@@ -477,7 +498,7 @@ static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, boo
     int reason = -1;
     const uint8_t *pk = NULL;
     const struct owner *o = owner_get(r, ev->owner, false);
-    if (*forged)
+    if (forged_has(forged, ev->owner))
         reason = SHOAL_REG_REFUSE_AFTER_FORGERY;
     else if (r->cfg.principals)
         reason = shoal_regauth_speaker(r->cfg.principals, ev, &pk);
@@ -495,7 +516,10 @@ static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, boo
         r->stats.verified++;
         if (!r->cfg.verify || !r->cfg.verify(r->cfg.ud, ev, pk)) {
             reason = SHOAL_REG_REFUSE_BAD_SIGNATURE;
-            *forged = true;
+            if (forged->n < FORGED_OWNERS_MAX)
+                forged->owners[forged->n++] = ev->owner;
+            else
+                forged->all = true;
         }
     }
     if (reason < 0)
@@ -828,6 +852,28 @@ int shoal_registry_restore(struct shoal_registry *r, int64_t now,
         own_entry(r, in.id)->ttl_health = in.ttl_ms ? in.health : SHOAL_PASSING;
     }
     return 0;
+}
+
+int shoal_registry_resign(struct shoal_registry *r, int64_t now)
+{
+    struct owner *o = r->self;
+    size_t n = 0;
+    struct entry **v = malloc((o->count ? o->count : 1) * sizeof(*v));
+    if (!v)
+        return SHOAL_ENOMEM;
+    for (size_t i = 0; i < o->ids.cap; i++)
+        if (o->ids.slots[i].key)
+            v[n++] = o->ids.slots[i].value;
+    int rc = 0;
+    /* apply_event keeps each entry's struct: the pointers stay valid. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct shoal_instance in = v[i]->in;
+        int64_t tomb_at = v[i]->tomb_at;
+        rc = own_write(r, now, &in, v[i]->ttl_base);
+        v[i]->tomb_at = tomb_at;
+    }
+    free(v);
+    return rc;
 }
 
 void shoal_registry_leave(struct shoal_registry *r, int64_t now)
@@ -1211,7 +1257,7 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
 {
     bool stream = m->type != SHOAL_REG_GOSSIP;
     r->applying_sync = stream;
-    bool forged = false;
+    struct forged forged = {.n = 0};
     /* Owner proofs (stream only): one signature for an owner's whole set. */
     bool *pre = stream && m->n_proofs ? calloc(m->n_events + m->n_proofs + 1, sizeof(bool)) : NULL;
     if (pre)

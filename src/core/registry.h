@@ -316,6 +316,11 @@ int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const cha
  * generation. Call once, before anything else. */
 int shoal_registry_restore(struct shoal_registry *r, int64_t now,
                            const struct shoal_instance *own, size_t n, uint64_t last_version);
+/* Our signing key changed (certificate rotation to a new key): every entry
+ * of ours, tombstones too, is written again under a new version, so that
+ * replicas replace what they hold signed with the old key. Returns 0 or
+ * SHOAL_ENOMEM (then some are re-signed, the rest keep the old key). */
+int shoal_registry_resign(struct shoal_registry *r, int64_t now);
 /* Graceful leave: deregisters all our instances and spreads it at once. */
 void shoal_registry_leave(struct shoal_registry *r, int64_t now);
 /* Our live instances (not tombstones), for persistence; and our version. */

@@ -518,6 +518,53 @@ TEST(unknown_then_known, "events refused for an unknown owner are pulled again o
     teardown();
 }
 
+TEST(rotation, "after a key rotation the owner re-signs everything; replicas take the new versions")
+{
+    int64_t now = 0;
+    struct shoal_instance s;
+    setup(NULL, false, 0);
+    spec(&s, "r-1", "rot", 1);
+    CHECK_EQ(shoal_registry_register(nodes[0].r, now, 1000, &s, NULL), 0);
+    spec(&s, "r-2", "rot", 2);
+    CHECK_EQ(shoal_registry_register(nodes[0].r, now, 1000, &s, NULL), 0);
+    CHECK(shoal_registry_deregister(nodes[0].r, now, "r-2") == 0);
+    run(&now, 2000);
+    CHECK_EQ(count(2, "rot"), 1);
+    uint64_t v_before = shoal_registry_own_version(nodes[0].r);
+    /* a gets a new key; everyone's table follows (a renewed certificate). */
+    shoal_identity_generate(&nodes[0].id);
+    for (int i = 0; i < NODES; i++)
+        put_principal(&nodes[i].pr, "a", nodes[0].id.pk, NULL);
+    CHECK_EQ(shoal_registry_resign(nodes[0].r, now), 0);
+    CHECK_EQ(shoal_registry_own_version(nodes[0].r), v_before + 2);
+    run(&now, 4000);
+    struct shoal_reg_digest da, dc;
+    CHECK_EQ(shoal_registry_digests(nodes[0].r, &da, 1), 1);
+    CHECK_EQ(shoal_registry_digests(nodes[2].r, &dc, 1), 1);
+    CHECK(da.version == dc.version && da.hash == dc.hash && da.count == dc.count);
+    CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_BAD_SIGNATURE], 0);
+    CHECK_EQ(count(2, "rot"), 1);
+    teardown();
+}
+
+TEST(forgery_per_owner, "a forgery for one owner does not stop another owner's events in the message")
+{
+    int64_t now = 0;
+    static struct shoal_instance ev[3];
+    setup(NULL, false, 0);
+    owner_event(&ev[0], "a", "f-1", "ff", 1, 1);
+    sign_as(1, &ev[0]); /* b's key for a's name */
+    owner_event(&ev[1], "a", "f-2", "ff", 1, 2);
+    sign_as(0, &ev[1]); /* a's own, but after a's forgery: refused unverified */
+    owner_event(&ev[2], "b", "f-3", "ff", 1, 3);
+    sign_as(1, &ev[2]);
+    inject(1, 2, ev, 3, true, now);
+    CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_BAD_SIGNATURE], 1);
+    CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_AFTER_FORGERY], 1);
+    CHECK_EQ(count(2, "ff"), 1); /* b's f-3 */
+    teardown();
+}
+
 TEST(canonical_bytes, "canonical bytes: fixed layout, every field covered")
 {
     struct shoal_instance ev;
