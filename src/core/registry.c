@@ -561,6 +561,8 @@ static void own_touched(struct shoal_registry *r, struct entry *e)
     r->self->proof_ok = false;
 }
 
+static void entry_sign(struct shoal_registry *r, struct entry *e);
+
 /* The root of o's entries (hashes cached per entry). False without the
  * proof callbacks or memory. */
 static bool owner_root(struct shoal_registry *r, struct owner *o, uint8_t root[SHOAL_REG_HASH_BYTES])
@@ -575,6 +577,8 @@ static bool owner_root(struct shoal_registry *r, struct owner *o, uint8_t root[S
         struct entry *e = o->ids.slots[i].value;
         if (!o->ids.slots[i].key)
             continue;
+        if (o == r->self)
+            entry_sign(r, e); /* the hash covers the signature we send */
         if (!e->has_sh) {
             r->cfg.event_hash(r->cfg.ud, &e->in, e->sh);
             e->has_sh = true;
@@ -631,6 +635,7 @@ static void entry_sign(struct shoal_registry *r, struct entry *e)
         return;
     if (r->cfg.sign(r->cfg.ud, &e->in, e->in.sig) == 0)
         e->in.has_sig = true;
+    e->has_sh = false; /* it covers the signature */
 }
 
 /* The owner's side: its certificate's scope and the caps. */

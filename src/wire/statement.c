@@ -132,8 +132,18 @@ int shoal_statement_event_hash(const struct shoal_instance *ev, uint8_t out[SHOA
 {
     uint8_t stack[CANON_STACK], *bytes, *heap;
     long n = canon_of(ev, stack, &bytes, &heap);
-    if (n >= 0)
-        crypto_generichash(out, SHOAL_REG_HASH_BYTES, bytes, (unsigned long long)n, NULL, 0);
+    if (n >= 0) {
+        /* The signature too: a proof then pins the exact signatures a
+         * relay passes on, which it could otherwise replace with garbage. */
+        uint8_t flag = ev->has_sig ? 1 : 0;
+        crypto_generichash_state st;
+        crypto_generichash_init(&st, NULL, 0, SHOAL_REG_HASH_BYTES);
+        crypto_generichash_update(&st, bytes, (unsigned long long)n);
+        crypto_generichash_update(&st, &flag, 1);
+        if (ev->has_sig)
+            crypto_generichash_update(&st, ev->sig, SHOAL_REG_SIG_BYTES);
+        crypto_generichash_final(&st, out, SHOAL_REG_HASH_BYTES);
+    }
     free(heap);
     return n < 0 ? (int)n : 0;
 }

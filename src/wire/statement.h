@@ -44,8 +44,9 @@ int shoal_statement_sign_event(const struct shoal_instance *ev, const uint8_t *s
 bool shoal_statement_verify_event(const struct shoal_instance *ev,
                                   const uint8_t pk[SHOAL_REG_PK_BYTES]);
 
-/* The BLAKE2b-256 hash of ev's canonical bytes (an entry of an owner proof).
- * Returns 0 or SHOAL_E*. */
+/* An entry of an owner proof: BLAKE2b-256 of ev's canonical bytes, then a
+ * byte 1 and its signature if it has one (else a byte 0). Returns 0 or
+ * SHOAL_E*. */
 int shoal_statement_event_hash(const struct shoal_instance *ev,
                                uint8_t out[SHOAL_REG_HASH_BYTES]) SHOAL_MUST_CHECK;
 /* An owner proof's root: BLAKE2b-256 over "shoal-set-v1" and the n entry
