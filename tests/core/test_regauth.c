@@ -500,6 +500,49 @@ TEST(proof_mismatch, "a proof that does not match the entries sent is ignored: e
     teardown();
 }
 
+TEST(proof_pins_signatures, "a relay that swaps a signature under a valid proof gains nothing")
+{
+    int64_t now = 0;
+    static struct shoal_instance ev[20];
+    struct shoal_reg_proof p;
+    static char ids[20][12];
+    uint8_t h[20][32];
+    setup(NULL, false, 0);
+    memset(&p, 0, sizeof(p));
+    snprintf(p.owner, sizeof(p.owner), "a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "s-%d", i);
+        owner_event(&ev[i], "a", ids[i], "ss", 1, (uint64_t)i + 1);
+        sign_as(0, &ev[i]);
+        CHECK(shoal_statement_event_hash(&ev[i], h[i]) == 0);
+    }
+    p.generation = 1;
+    p.version = 20;
+    p.count = 20;
+    shoal_regproof_sort(h, 20);
+    shoal_statement_set_root((const uint8_t(*)[32])h, 20, p.root);
+    shoal_statement_sign_proof(&p, nodes[0].id.sk);
+    memset(ev[0].sig, 0, sizeof(ev[0].sig)); /* the relay's garbage */
+    struct shoal_reg_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = SHOAL_REG_SYNC_DATA;
+    snprintf(m.from, sizeof(m.from), "b");
+    m.events = ev;
+    m.n_events = 20;
+    m.proofs = &p;
+    m.n_proofs = 1;
+    m.last = true;
+    int len = shoal_wire_encode_reg(&m, buf, BUF);
+    CHECK(len > 0);
+    struct shoal_reg_peer from = {.addr = addr_of(1), .stream = true, .conn = 9};
+    recv_bytes(2, &from, buf, (size_t)len, now);
+    CHECK_EQ(stats(2)->proofs_failed, 1);
+    CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_BAD_SIGNATURE], 1);
+    CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_AFTER_FORGERY], 19);
+    CHECK_EQ(count(2, "ss"), 0);
+    teardown();
+}
+
 TEST(unknown_then_known, "events refused for an unknown owner are pulled again once it is known")
 {
     int64_t now = 0;
