@@ -38,7 +38,7 @@ enum mode { MODE_NONE, MODE_EVENTS, MODE_PROOFS };
 struct bnode {
     struct shoal_registry *r;
     struct shoal_identity id;
-    char name[16];
+    char name[SHOAL_NAME_MAX];
 };
 
 struct qmsg {
