@@ -35,6 +35,10 @@ PACKAGES=(
     python3-selenium     # drives chromium from the UI tests
     man-db               # man pages, checked after cmake --install
     bash-completion      # the completion test
+    groff-base           # test_install.py: the generated man pages render without warnings
+    python3-yaml         # test_deploy.py: reads deploy/kubernetes/*.yaml
+    python3-jsonschema   # test_deploy.py: the manifests' schemas (written there, not fetched)
+    gcc                  # test_install.py: builds examples/client_example.c via pkg-config
 )
 
 missing=()

@@ -87,10 +87,79 @@ struct shoal_client_stats {
 
 struct shoal_client;
 
-/* Creates a client (no request is made yet). opts may be NULL. Returns the
- * client, or NULL with *err (if err is not NULL) = SHOAL_EINVAL (bad agent
- * address) or SHOAL_ENOMEM. Calls malloc: free with shoal_client_free(). */
+/* Creates a client (no request is made yet). opts may be NULL. The agent's
+ * address is IP:PORT, [IPv6]:PORT or HOST:PORT (a host name is resolved now,
+ * its first address kept). Returns the client, or NULL with *err (if err is
+ * not NULL) = SHOAL_EINVAL (bad or unresolvable agent address) or
+ * SHOAL_ENOMEM. Calls malloc: free with shoal_client_free(). */
 struct shoal_client *shoal_client_new(const struct shoal_client_options *opts, int *err);
+/* The same, with the reason of a failure written into why (why_len bytes,
+ * NUL-terminated), e.g. "agent address 'localhost:x' is not HOST:PORT ...". */
+struct shoal_client *shoal_client_new_ex(const struct shoal_client_options *opts, int *err,
+                                         char *why, size_t why_len);
+
+/* Called from a watcher thread each time a watched service's cache changes
+ * (not for the first fetch): the service and its number of passing
+ * instances now. It runs outside the client's locks (it may pick) and must
+ * not call shoal_client_free. fn NULL: no more calls. */
+typedef void (*shoal_client_change_fn)(void *ud, const char *service, size_t passing);
+void shoal_client_on_change(struct shoal_client *c, shoal_client_change_fn fn, void *ud);
+
+/* A metadata pair. */
+struct shoal_client_meta {
+    const char *key, *value;
+};
+
+/* One instance as the agent lists it. Strings belong to the list. */
+struct shoal_client_instance {
+    const char *id, *service, *address, *owner;
+    uint16_t port;
+    const char *status;       /* "passing", "warning", "critical" */
+    const char *owner_status; /* "alive", "suspect", "dead", "left", "unknown" */
+    const char *const *tags;
+    size_t ntags;
+    const struct shoal_client_meta *meta;
+    size_t nmeta;
+    uint32_t ttl_ms;  /* 0: none */
+    uint64_t version; /* the owner's version of it */
+};
+
+struct shoal_client_instances {
+    size_t n;
+    struct shoal_client_instance *v; /* sorted by (owner, id), as the agent answers */
+    uint64_t index;                  /* the service's index (blocking queries) */
+    void *priv_;
+};
+
+/* Lists service's instances with one request (not from the cache): passing
+ * ones of live owners, or every one when all is non-zero. *out is malloc'd:
+ * free with shoal_client_instances_free(). Returns 0, SHOAL_EINVAL,
+ * SHOAL_ECONN, SHOAL_EIO, SHOAL_EDECODE or SHOAL_ENOMEM (message in
+ * shoal_client_last_error). */
+int shoal_client_list(struct shoal_client *c, const char *service, int all,
+                      struct shoal_client_instances **out) SHOAL_MUST_CHECK;
+void shoal_client_instances_free(struct shoal_client_instances *l);
+
+/* An instance the caller registers with its local agent, which owns it. */
+struct shoal_client_registration {
+    const char *service, *id, *address; /* required */
+    uint16_t port;                      /* required, 1..65535 */
+    const char *const *tags;
+    size_t ntags;
+    const struct shoal_client_meta *meta;
+    size_t nmeta;
+    uint32_t ttl_ms; /* 0: none; else heartbeat within every ttl_ms */
+};
+
+/* Registers (or updates: the same id again) an instance; returns once the
+ * agent has stored it. Deregisters one, or heartbeats a TTL instance, by
+ * id. Each returns 0, SHOAL_EINVAL (the agent's reason in
+ * shoal_client_last_error), SHOAL_ENOENT (no such own instance),
+ * SHOAL_ETOOBIG, SHOAL_ECONN, SHOAL_EIO or SHOAL_ENOMEM. */
+int shoal_client_register(struct shoal_client *c,
+                          const struct shoal_client_registration *r) SHOAL_MUST_CHECK;
+int shoal_client_deregister(struct shoal_client *c, const char *id) SHOAL_MUST_CHECK;
+int shoal_client_heartbeat(struct shoal_client *c, const char *id) SHOAL_MUST_CHECK;
 
 /* Stops the watcher threads (waking their blocking queries), frees c and
  * everything it holds. NULL is a no-op. No other call on c may be running. */

@@ -74,6 +74,15 @@ const char *shoal_cli_check_url(const char *s)
     return NULL;
 }
 
+const char *shoal_cli_check_join_addr(const char *s)
+{
+    char host[SHOAL_HOST_MAX];
+    uint16_t port;
+    if (shoal_hostport_split(s, host, sizeof(host), &port) != 0)
+        return "HOST:PORT, HOST an IP address, [IPv6] or a DNS name, and a port 1-65535";
+    return NULL;
+}
+
 const char *shoal_cli_check_hostport(const char *s)
 {
     struct shoal_addr a;

@@ -60,6 +60,7 @@ struct shoal_cli_args {
         uint32_t interval_ms, timeout_ms; /* 0 = not given */
     } checks[SHOAL_CHECKS_MAX];
     uint32_t deregister_critical_after_ms; /* --deregister-critical-after; 0 = not given */
+    uint32_t wait_ms;                      /* --wait (join); 0 = not given */
     int npos; /* positional arguments */
     char **pos;
 };
@@ -72,7 +73,8 @@ const char *shoal_cli_check_address(const char *s);
 const char *shoal_cli_check_tag(const char *s);
 const char *shoal_cli_check_port(const char *s, uint16_t *out);
 const char *shoal_cli_check_ttl(const char *s, uint32_t *out_ms);
-const char *shoal_cli_check_url(const char *s);      /* http:// or https:// URL */
+const char *shoal_cli_check_url(const char *s);
+const char *shoal_cli_check_join_addr(const char *s); /* HOST:PORT, HOST a name or an IP */      /* http:// or https:// URL */
 const char *shoal_cli_check_hostport(const char *s); /* IPv4:PORT or [IPv6]:PORT */
 /* "K=V": fills out (key copied, value pointing into s). */
 const char *shoal_cli_check_meta(const char *s, struct shoal_cli_kv *out);

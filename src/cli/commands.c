@@ -4,6 +4,7 @@
  * through shoal_cli_call() (call.h), which reports every failure, and
  * prints agent text through output.h's clean copies.
  */
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,25 +85,34 @@ int shoal_cli_join(const struct shoal_cli_args *a)
 {
     struct shoal_cli_reply r;
     json_t *addrs = json_array();
+    char wait[32];
+    uint32_t wait_ms = a->wait_ms ? a->wait_ms : 5000;
 
-    /* main.c checked that every argument is an IP:PORT */
+    /* main.c checked that every argument is a HOST:PORT */
     for (int i = 0; i < a->npos; i++)
         json_array_append_new(addrs, json_string(a->pos[i]));
-    json_t *req = json_pack("{s:o}", "addrs", addrs);
+    snprintf(wait, sizeof(wait), "%" PRIu32 "ms", wait_ms);
+    json_t *req = json_pack("{s:o,s:s}", "addrs", addrs, "wait", wait);
     char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!body)
         shoal_cli_oom();
-    int rc = shoal_cli_call(a, "POST", "/v1/join", body, &r);
+    /* The agent answers when a node answers or after the wait: allow for it. */
+    struct shoal_cli_http_opts opts = {.timeout_ms = (int)wait_ms + SHOAL_CLI_HTTP_TIMEOUT_MS};
+    int rc = shoal_cli_call_ex(a, "POST", "/v1/join", body, &opts, &r, NULL, 0);
     free(body);
     if (rc)
         return SHOAL_CLI_FAIL;
-    json_t *n = json_object_get(r.root, "joining");
-    if (json_is_integer(n))
-        printf("joining: contacting %" JSON_INTEGER_FORMAT " of %d address%s\n",
-               json_integer_value(n), a->npos, a->npos == 1 ? "" : "es");
-    else
+    json_t *via = json_object_get(r.root, "joined");
+    json_t *n = json_object_get(r.root, "members");
+    if (json_is_string(via) && json_is_integer(n)) {
+        char *v = shoal_cli_clean_dup(json_string_value(via));
+        printf("joined through %s (%" JSON_INTEGER_FORMAT " members known)\n", v,
+               json_integer_value(n));
+        free(v);
+    } else {
         printf("joining\n");
+    }
     shoal_cli_reply_free(&r);
     return SHOAL_CLI_OK;
 }

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,7 +17,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/docgen.h"
 #include "core/balance.h"
+#include "core/registry.h"
 #include "io/agent.h"
 
 enum {
@@ -38,6 +41,7 @@ enum {
     F_DCA = 1 << 15,
     F_STRATEGY = 1 << 16,
     F_CLIENT_IP = 1 << 17,
+    F_WAIT = 1 << 18,
 };
 #define F_CHECKS (F_CHECK_HTTP | F_CHECK_TCP | F_INTERVAL | F_TIMEOUT | F_DCA)
 #define F_FILTERS (F_ALL | F_TAG | F_META) /* what instances and watch select by */
@@ -65,6 +69,7 @@ static const struct cli_flag {
     {F_STRATEGY, "strategy", "S",
      "round-robin (default), random, least-conn or ip-hash (weights: meta \"weight\")"},
     {F_CLIENT_IP, "client-ip", "IP", "the client key ip-hash hashes (default: this caller's IP)"},
+    {F_WAIT, "wait", "D", "how long to wait for a node to answer (default 5s, at most 60s)"},
     {F_FORMAT, "format", "table|json", "output format (default: table)"},
     {F_HTTP, "http", "IP:PORT",
      "the agent's HTTP API (default: $SHOAL_HTTP_ADDR, else " SHOAL_CLI_DEFAULT_HTTP ")"},
@@ -92,12 +97,6 @@ struct cli_cmd {
 static int cmd_version(const struct shoal_cli_args *a);
 static int cmd_help(const struct shoal_cli_args *a);
 
-static const char *check_addr(const char *s)
-{
-    struct shoal_addr tmp;
-    return shoal_addr_parse(s, &tmp) == 0 ? NULL : "IP:PORT or [IPv6]:PORT";
-}
-
 static const struct cli_cmd cli_cmds[] = {
     {.name = "agent",
      .raw = shoal_agent_main,
@@ -121,15 +120,18 @@ static const struct cli_cmd cli_cmds[] = {
                 "dropped packets by reason and protocol counters."},
     {.name = "join",
      .run = shoal_cli_join,
-     .flags = F_HTTP,
+     .flags = F_HTTP | F_WAIT,
      .min_pos = 1,
-     .max_pos = -1,
-     .pos_name = "IP:PORT",
-     .pos_check = check_addr,
+     .max_pos = 64,
+     .pos_name = "HOST:PORT",
+     .pos_check = shoal_cli_check_join_addr,
      .pos_what = "address",
-     .synopsis = "join IP:PORT... [--http IP:PORT]",
+     .synopsis = "join HOST:PORT... [--wait D] [--http IP:PORT]",
      .summary = "ask the agent to join other nodes",
-     .details = "Asks the agent to contact the given nodes and join their cluster."},
+     .details = "Asks the agent to contact the given nodes (DNS names are resolved by the\n"
+                "agent, every address asked) and waits until one answers: exit 0 and the\n"
+                "address that answered, or exit 1 with the reason when none answers within\n"
+                "--wait."},
     {.name = "leave",
      .run = shoal_cli_leave,
      .flags = F_HTTP,
@@ -388,6 +390,11 @@ static int set_flag(const struct cli_cmd *c, struct shoal_cli_args *a, unsigned 
     case F_DCA:
         want = shoal_cli_check_ttl(v, &a->deregister_critical_after_ms);
         break;
+    case F_WAIT:
+        want = shoal_cli_check_ttl(v, &a->wait_ms);
+        if (!want && a->wait_ms > 60000)
+            want = "a duration from 1ms to 60s";
+        break;
     case F_TAG:
         if (a->ntags == SHOAL_TAGS_MAX)
             return usage_error(c, "at most %d --tag", SHOAL_TAGS_MAX);
@@ -482,6 +489,24 @@ static int parse_args(const struct cli_cmd *c, int argc, char **argv, struct sho
     if (meta_bytes > SHOAL_META_TOTAL_MAX)
         return usage_error(c, "--meta keys and values total %zu bytes (at most %d)", meta_bytes,
                            SHOAL_META_TOTAL_MAX);
+    /* Each check as the agent will judge it (defaults filled in, the same
+     * rule as the API's), so a bad pair of flags is named here. */
+    for (int i = 0; i < a->nchecks; i++) {
+        struct shoal_check chk = {
+            .kind = a->checks[i].kind[0] == 'h' ? SHOAL_CHECK_HTTP : SHOAL_CHECK_TCP,
+            .target = (char *)a->checks[i].target,
+            .interval_ms = a->checks[i].interval_ms,
+            .timeout_ms = a->checks[i].timeout_ms,
+        };
+        shoal_check_defaults(&chk);
+        const char *why = shoal_check_invalid(&chk);
+        if (why)
+            return usage_error(c,
+                               "check %d (--check-%s %s, --interval %" PRIu32 "ms, --timeout %" PRIu32
+                               "ms): %s",
+                               i + 1, a->checks[i].kind, a->checks[i].target, chk.interval_ms,
+                               chk.timeout_ms, why);
+    }
     if (c->flags & F_HTTP) {
         if (http)
             return set_http(c, a, http, "--http");
@@ -519,8 +544,37 @@ static int cmd_help(const struct shoal_cli_args *a)
     return SHOAL_CLI_OK;
 }
 
+/* docgen.c's view of the commands: their --help, printed by the code above. */
+static void doc_help(const char *name)
+{
+    const struct cli_cmd *c = name ? find_cmd(name) : NULL;
+    if (!c) {
+        print_usage(stdout);
+    } else if (c->raw) {
+        char *argv[] = {(char *)c->name, "--help", NULL};
+        (void)c->raw(2, argv);
+    } else {
+        print_cmd_help(c, stdout);
+    }
+}
+
+/* `shoal __gen-man DIR` and `shoal __gen-completion FILE` (run by the build). */
+static int gen_docs(const char *what, const char *where)
+{
+    struct shoal_cli_doc docs[N_CMDS];
+    for (size_t i = 0; i < N_CMDS; i++)
+        docs[i] = (struct shoal_cli_doc){cli_cmds[i].name, cli_cmds[i].summary,
+                                         cli_cmds[i].pos_check == shoal_cli_check_service};
+    if (strcmp(what, "__gen-man") == 0)
+        return shoal_cli_gen_man(where, docs, N_CMDS, doc_help, SHOAL_VERSION);
+    return shoal_cli_gen_completion(where, docs, N_CMDS, doc_help);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && (strcmp(argv[1], "__gen-man") == 0 ||
+                      strcmp(argv[1], "__gen-completion") == 0))
+        return gen_docs(argv[1], argv[2]);
     if (argc < 2) {
         print_usage(stderr);
         return SHOAL_CLI_USAGE;

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "client/http.h"
+#include "client/internal.h"
 #include "client/retry.h"
 #include "core/addr.h"
 #include "core/balance.h"
@@ -91,6 +93,10 @@ struct shoal_client {
     pthread_cond_t stop_cv;
 
     atomic_uint_fast64_t n_requests, n_errors, n_updates, n_picks;
+
+    pthread_mutex_t change_mu; /* guards change, change_ud */
+    shoal_client_change_fn change;
+    void *change_ud;
 };
 
 static uint64_t default_clock(void *ctx)
@@ -311,8 +317,15 @@ static void *watcher_main(void *arg)
         }
         k = 0;
         if (idx != s->index) {
+            size_t passing = ns.n;
             svc_swap(s, &ns);
             atomic_fetch_add(&c->n_updates, 1);
+            pthread_mutex_lock(&c->change_mu);
+            shoal_client_change_fn fn = c->change;
+            void *ud = c->change_ud;
+            pthread_mutex_unlock(&c->change_mu);
+            if (fn) /* outside every lock: the callback may pick */
+                fn(ud, s->name, passing);
         } else {
             set_free(&ns);
         }
@@ -367,23 +380,78 @@ static int discover(struct shoal_client *c, struct svc *s)
                : rc;
 }
 
+/* "HOST:PORT" -> an address: an IP as is, a host name through the resolver
+ * (its first address). Returns 0 or SHOAL_EINVAL with why. */
+static int agent_addr(const char *agent, struct shoal_addr *out, char *why, size_t wlen)
+{
+    char host[SHOAL_HOST_MAX], port[8];
+    uint16_t p;
+    if (shoal_addr_parse(agent, out) == 0)
+        return 0;
+    if (shoal_hostport_split(agent, host, sizeof(host), &p) != 0) {
+        snprintf(why, wlen, "agent address '%s' is not HOST:PORT (an IP address, [IPv6] or a "
+                 "host name, and a port 1-65535)", agent);
+        return SHOAL_EINVAL;
+    }
+    snprintf(port, sizeof(port), "%u", p);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(why, wlen, "agent address '%s': cannot resolve %s: %s", agent, host,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return SHOAL_EINVAL;
+    }
+    rc = SHOAL_EINVAL;
+    for (struct addrinfo *ai = res; ai && rc; ai = ai->ai_next) {
+        memset(out, 0, sizeof(*out));
+        out->port = p;
+        if (ai->ai_family == AF_INET) {
+            out->family = 4;
+            memcpy(out->ip, &((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr, 4);
+            rc = 0;
+        } else if (ai->ai_family == AF_INET6) {
+            out->family = 6;
+            memcpy(out->ip, &((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr,
+                   16);
+            rc = 0;
+        }
+    }
+    freeaddrinfo(res);
+    if (rc)
+        snprintf(why, wlen, "agent address '%s': %s has no IP address", agent, host);
+    return rc;
+}
+
 struct shoal_client *shoal_client_new(const struct shoal_client_options *opts, int *err)
 {
+    return shoal_client_new_ex(opts, err, NULL, 0);
+}
+
+struct shoal_client *shoal_client_new_ex(const struct shoal_client_options *opts, int *err,
+                                         char *why, size_t why_len)
+{
     struct shoal_client_options o = opts ? *opts : (struct shoal_client_options){0};
+    char whybuf[ERR_MAX];
     int dummy;
     err = err ? err : &dummy;
     *err = 0;
+    if (why && why_len)
+        why[0] = '\0';
     struct shoal_client *c = calloc(1, sizeof(*c));
     if (!c) {
         *err = SHOAL_ENOMEM;
+        if (why && why_len)
+            snprintf(why, why_len, "out of memory");
         return NULL;
     }
     const char *agent = o.agent ? o.agent : getenv("SHOAL_HTTP_ADDR");
     if (!agent || !*agent)
         agent = DEFAULT_AGENT;
-    if (shoal_addr_parse(agent, &c->agent) != 0) {
+    if ((*err = agent_addr(agent, &c->agent, whybuf, sizeof(whybuf))) != 0) {
         free(c);
-        *err = SHOAL_EINVAL;
+        if (why && why_len)
+            snprintf(why, why_len, "%s%s", o.agent ? "" : "$SHOAL_HTTP_ADDR: ", whybuf);
         return NULL;
     }
     shoal_addr_format(&c->agent, c->agent_str, sizeof(c->agent_str));
@@ -406,8 +474,11 @@ struct shoal_client *shoal_client_new(const struct shoal_client_options *opts, i
     if (c->wake_fd < 0) {
         free(c);
         *err = SHOAL_ENOMEM;
+        if (why && why_len)
+            snprintf(why, why_len, "eventfd: %s", strerror(errno));
         return NULL;
     }
+    pthread_mutex_init(&c->change_mu, NULL);
     pthread_rwlock_init(&c->list_lock, NULL);
     pthread_mutex_init(&c->watch_mu, NULL);
     pthread_mutex_init(&c->rng_mu, NULL);
@@ -443,8 +514,38 @@ void shoal_client_free(struct shoal_client *c)
     pthread_mutex_destroy(&c->err_mu);
     pthread_mutex_destroy(&c->stop_mu);
     pthread_cond_destroy(&c->stop_cv);
+    pthread_mutex_destroy(&c->change_mu);
     free(c);
 }
+
+void shoal_client_on_change(struct shoal_client *c, shoal_client_change_fn fn, void *ud)
+{
+    pthread_mutex_lock(&c->change_mu);
+    c->change = fn;
+    c->change_ud = ud;
+    pthread_mutex_unlock(&c->change_mu);
+}
+
+/* ---- for reg.c (client/internal.h) ---- */
+
+const struct shoal_addr *shoal_client__agent(struct shoal_client *c, const char **text)
+{
+    *text = c->agent_str;
+    return &c->agent;
+}
+
+int shoal_client__wake_fd(struct shoal_client *c) { return c->wake_fd; }
+
+uint32_t shoal_client__timeout_ms(struct shoal_client *c) { return c->retry.deadline_ms; }
+
+void shoal_client__count(struct shoal_client *c, bool failed)
+{
+    atomic_fetch_add(&c->n_requests, 1);
+    if (failed)
+        atomic_fetch_add(&c->n_errors, 1);
+}
+
+void shoal_client__error(struct shoal_client *c, const char *msg) { set_error(c, "%s", msg); }
 
 static struct svc *find_locked(struct shoal_client *c, const char *service)
 {

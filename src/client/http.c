@@ -118,6 +118,13 @@ static int parse_head(const char *buf, size_t len, size_t *head_len, int *status
 int shoal_client_http_get(const struct shoal_addr *addr, const char *path, int timeout_ms,
                           int wake_fd, struct shoal_client_http_resp *out, int *sys_err)
 {
+    return shoal_client_http_request(addr, "GET", path, NULL, timeout_ms, wake_fd, out, sys_err);
+}
+
+int shoal_client_http_request(const struct shoal_addr *addr, const char *method, const char *path,
+                              const char *body, int timeout_ms, int wake_fd,
+                              struct shoal_client_http_resp *out, int *sys_err)
+{
     char host[SHOAL_ADDR_STRLEN], *req = NULL, *buf = NULL;
     size_t len = 0, cap = 0, head_len = 0;
     long long clen = -1;
@@ -127,10 +134,16 @@ int shoal_client_http_get(const struct shoal_addr *addr, const char *path, int t
     memset(out, 0, sizeof(*out));
     *sys_err = 0;
     shoal_addr_format(addr, host, sizeof(host));
-    int rlen = asprintf(&req,
-                        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shoal-client\r\n"
-                        "Accept: application/json\r\nConnection: close\r\n\r\n",
-                        path, host);
+    int rlen = body ? asprintf(&req,
+                               "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shoal-client\r\n"
+                               "Accept: application/json\r\nConnection: close\r\n"
+                               "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                               method, path, host, strlen(body), body)
+                    : asprintf(&req,
+                               "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shoal-client\r\n"
+                               "Accept: application/json\r\nConnection: close\r\n"
+                               "Content-Length: 0\r\n\r\n",
+                               method, path, host);
     if (rlen < 0)
         return SHOAL_ENOMEM;
     int fd = connect_to(addr, timeout_ms, wake_fd, sys_err);

@@ -29,4 +29,9 @@ struct shoal_client_http_resp {
 int shoal_client_http_get(const struct shoal_addr *addr, const char *path, int timeout_ms,
                           int wake_fd, struct shoal_client_http_resp *out, int *sys_err);
 
+/* The same with any method and an optional JSON body (NULL: none). */
+int shoal_client_http_request(const struct shoal_addr *addr, const char *method, const char *path,
+                              const char *body, int timeout_ms, int wake_fd,
+                              struct shoal_client_http_resp *out, int *sys_err);
+
 #endif

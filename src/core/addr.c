@@ -53,6 +53,61 @@ int shoal_addr_parse(const char *s, struct shoal_addr *out)
     return parse_port(colon + 1, &out->port);
 }
 
+bool shoal_hostname_valid(const char *s)
+{
+    size_t len = s ? strlen(s) : 0, label = 0;
+    if (len == 0 || len > 254 || (len == 254 && s[253] != '.') || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (c != '-' || label == 0))
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return s[len - 1] != '-';
+}
+
+int shoal_hostport_split(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    struct shoal_addr tmp;
+    const char *colon;
+    if (!s || !*s || hostlen == 0)
+        return SHOAL_EINVAL;
+    if (s[0] == '[') {
+        if (shoal_addr_parse(s, &tmp) != 0)
+            return SHOAL_EINVAL;
+        const char *close = strchr(s, ']');
+        if ((size_t)(close - s - 1) >= hostlen)
+            return SHOAL_EINVAL;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = 0;
+        *port = tmp.port;
+        return 0;
+    }
+    colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= hostlen || memchr(s, ':', (size_t)(colon - s)))
+        return SHOAL_EINVAL; /* a bare IPv6 address needs brackets */
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    if (parse_port(colon + 1, port) != 0)
+        return SHOAL_EINVAL;
+    uint8_t ip[4];
+    if (inet_pton(AF_INET, host, ip) == 1)
+        return 0;
+    /* All digits and dots but not an IPv4 address: a typo, not a name. */
+    if (strspn(host, "0123456789.") == strlen(host))
+        return SHOAL_EINVAL;
+    return shoal_hostname_valid(host) ? 0 : SHOAL_EINVAL;
+}
+
 char *shoal_addr_format(const struct shoal_addr *a, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN];

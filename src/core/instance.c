@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/addr.h"
 #include "core/registry.h"
 #include "shoal/error.h"
 
@@ -160,8 +161,9 @@ static bool text_ok(const char *s, size_t max, size_t *len)
     return true;
 }
 
-/* NULL, or why one check is not acceptable. */
-static const char *check_invalid(const struct shoal_check *c)
+/* NULL, or why one check is not acceptable: the one rule for the API, the
+ * CLI, service files and the wire. */
+const char *shoal_check_invalid(const struct shoal_check *c)
 {
     const char *t = c->target;
     size_t n = t ? strlen(t) : 0, olen = 0;
@@ -176,11 +178,12 @@ static const char *check_invalid(const struct shoal_check *c)
         strncmp(t, "https://", 8) != 0)
         return "an http check's target must be an http:// or https:// URL";
     if (c->kind == SHOAL_CHECK_TCP) {
-        const char *colon = strrchr(t, ':');
-        char *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        if (!colon || colon == t || !end || *end || port < 1 || port > 65535)
-            return "a tcp check's target must be HOST:PORT";
+        /* Numeric: the prober connects without a resolver that could block
+         * the agent's loop, so a host name would stay critical forever. */
+        struct shoal_addr a;
+        if (shoal_addr_parse(t, &a) != 0)
+            return "a tcp check's target must be IP:PORT or [IPv6]:PORT (an address, not a "
+                   "host name)";
     }
     if (c->interval_ms < 100 || c->interval_ms > 86400000)
         return "a check's interval must be 100ms..24h";
@@ -262,7 +265,7 @@ int shoal_instance_validate(const struct shoal_instance *in, const char **why)
     else if (in->n_checks > SHOAL_CHECKS_MAX)
         w = "at most 8 checks";
     for (uint32_t i = 0; !w && i < in->n_checks; i++)
-        w = check_invalid(&in->checks[i]);
+        w = shoal_check_invalid(&in->checks[i]);
     for (uint32_t i = 0; !w && i < in->n_tags; i++)
         w = shoal_check_tag(in->tags[i]);
     for (uint32_t i = 0; !w && i < in->n_meta; i++) {

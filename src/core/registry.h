@@ -113,6 +113,8 @@ void shoal_instance_clear(struct shoal_instance *in);
 int shoal_instance_validate(const struct shoal_instance *in, const char **why);
 /* One field's limits (the pieces of shoal_instance_validate, shared with
  * the CLI's early checks): NULL if fine, else a static sentence. */
+/* NULL, or why a check (after shoal_check_defaults) is not acceptable. */
+const char *shoal_check_invalid(const struct shoal_check *c);
 const char *shoal_check_id(const char *s);
 const char *shoal_check_service(const char *s);
 const char *shoal_check_address(const char *s);

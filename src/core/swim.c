@@ -890,6 +890,8 @@ int64_t shoal_swim_next_deadline(const struct shoal_swim *s)
 
 /* ------------------------------------------------------------ receive */
 
+static bool is_seed(const struct shoal_swim *s, const struct shoal_addr *a);
+
 void shoal_swim_recv(struct shoal_swim *s, int64_t now, const struct shoal_addr *src,
                      const struct shoal_msg *in)
 {
@@ -925,8 +927,11 @@ void shoal_swim_recv(struct shoal_swim *s, int64_t now, const struct shoal_addr 
             send_state(s, src, SHOAL_MSG_PUSHPULL_RESP);
         break;
     case SHOAL_MSG_PUSHPULL_RESP:
-        if (s->joining) {
+        /* Only a seed's answer ends a join: a periodic push-pull with a
+         * member already known says nothing about the seeds asked for. */
+        if (s->joining && is_seed(s, src)) {
             s->joining = false;
+            s->n_seeds = 0;
             emit(s, SHOAL_EV_JOINED, self_member(s), SHOAL_ALIVE, src);
         }
         break;
@@ -938,6 +943,14 @@ void shoal_swim_recv(struct shoal_swim *s, int64_t now, const struct shoal_addr 
 
 /* -------------------------------------------------------- join, leave */
 
+static bool is_seed(const struct shoal_swim *s, const struct shoal_addr *a)
+{
+    for (size_t i = 0; i < s->n_seeds; i++)
+        if (shoal_addr_eq(&s->seeds[i], a))
+            return true;
+    return false;
+}
+
 int shoal_swim_join(struct shoal_swim *s, int64_t now, const struct shoal_addr *seeds, size_t n)
 {
     size_t added = 0;
@@ -947,7 +960,11 @@ int shoal_swim_join(struct shoal_swim *s, int64_t now, const struct shoal_addr *
         bool dup = false;
         for (size_t j = 0; j < s->n_seeds; j++)
             dup |= shoal_addr_eq(&s->seeds[j], &seeds[i]);
-        if (!dup && s->n_seeds < MAX_SEEDS)
+        if (!dup && s->n_seeds == MAX_SEEDS) { /* the oldest seed makes room */
+            memmove(&s->seeds[0], &s->seeds[1], (MAX_SEEDS - 1) * sizeof(s->seeds[0]));
+            s->n_seeds--;
+        }
+        if (!dup)
             s->seeds[s->n_seeds++] = seeds[i];
         added++;
     }

@@ -13,26 +13,31 @@
 
 #include <errno.h>
 #include <ev.h>
-#include <getopt.h>
+#include <fcntl.h>
+#include <getopt.h> /* required_argument, no_argument */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/principal.h"
 #include "core/swim.h"
+#include "io/agentconf.h"
 #include "io/api.h"
 #include "io/checks.h"
 #include "io/datadir.h"
 #include "io/dns.h"
 #include "io/http.h"
+#include "io/joiner.h"
 #include "io/log.h"
 #include "io/metrics.h"
 #include "io/node.h"
+#include "io/procinfo.h"
 #include "io/regstore.h"
 #include "io/svcfile.h"
 #include "io/udp.h"
@@ -54,37 +59,26 @@
 #define AGENT_MAX_DATAGRAM 65507
 #define AGENT_MAX_JOIN 64
 #define AGENT_MAX_PEER_SCOPES 16
+/* One join attempt waits this long for a seed's answer: core asks each
+ * address at once and again after 1 s, so two tries per attempt. */
+#define AGENT_JOIN_WINDOW_MS 2500
 
-static const char agent_usage[] =
-    "usage: shoal agent [--name NAME] [--bind IP:PORT] [--advertise IP:PORT] [--http IP:PORT]\n"
-    "                   [--data-dir DIR] [--cluster-key FILE] [--join IP:PORT]...\n"
-    "                   [--probe-interval D] [--probe-timeout D] [--gossip-interval D]\n"
-    "                   [--gossip-fanout N] [--indirect-checks N] [--suspicion-mult N]\n"
-    "                   [--suspicion-max-mult N] [--retransmit-mult N] [--pushpull-interval D]\n"
-    "                   [--gossip-to-dead D] [--reap D] [--max-datagram N] [--leave-timeout D]\n"
-    "                   [--config-dir DIR] [--sync-interval D] [--registry-reap D]\n"
-    "                   [--tombstone-ttl D] [--log-level debug|info|warn|error]\n"
-    "                   [--dns IP:PORT|off] [--dns-ttl D] [--check-rise N] [--check-fall N]\n"
-    "                   [--max-owner-instances N] [--max-owner-bytes N] [--max-instances N]\n"
-    "                   [--max-bytes N] [--test-scope PATTERN,...]\n"
-    "                   [--test-peer-scope NAME=PATTERN,...]...\n"
-    "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds.\n"
-    "Defaults: --bind 127.0.0.1:7946 (UDP, and TCP for registry sync), --advertise = --bind,\n"
-    "--http 127.0.0.1:7947, --data-dir /var/lib/shoal, name = hostname, leave-timeout 3s,\n"
-    "log-level info; protocol constants follow memberlist's LAN profile.\n"
-    "Registry: --config-dir loads every *.service file at start and on SIGHUP (none by\n"
-    "default); --sync-interval 30s (0: off), --registry-reap 1h, --tombstone-ttl 24h.\n"
-    "DNS (UDP and TCP): --dns 127.0.0.1:8600 (if that default is taken, a warning and no\n"
-    "DNS; 'off' disables it), --dns-ttl 0 (whole seconds).\n"
-    "Active checks: --check-rise 1 successes in a row before passing, --check-fall 1\n"
-    "failures in a row before warning/critical (1..100; a check's own rise/fall wins).\n"
-    "Caps on what the registry holds (docs/registry-authority.md): per owner\n"
-    "--max-owner-instances 10000 (instances and tombstones) and --max-owner-bytes 16777216;\n"
-    "in total --max-instances 1000000 and --max-bytes 1073741824. What exceeds a cap is\n"
-    "refused and counted. --test-scope: this node's service-name scope (globs), and\n"
-    "--test-peer-scope another node's; for tests, until certificates carry scopes.\n";
-
-static const char see_help[] = "run 'shoal agent --help' for the flags\n";
+/* --help's notes after the flags (the flags' own lines come from the table). */
+static const char agent_help_notes[] =
+    "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds. Protocol constants follow\n"
+    "memberlist's LAN profile. --advertise defaults to --bind, the name to the hostname.\n"
+    "Registry: --config-dir loads every *.service file at start and on SIGHUP.\n"
+    "DNS: if the default --dns address is taken, a warning and no DNS; 'off' disables it.\n"
+    "Joining: --join and --retry-join take HOST:PORT, HOST an IP address or a DNS name that\n"
+    "is resolved again at every attempt (all its addresses are asked); a failed attempt is\n"
+    "logged with its reason and retried after --retry-interval, doubling up to\n"
+    "--retry-max-interval. After --retry-max failed attempts (0: never stop) the agent\n"
+    "exits 1 if --retry-join was given, else it runs on alone.\n"
+    "Settings, lowest precedence first: defaults, --config-file FILE|DIR (JSON objects keyed\n"
+    "by flag names, 'data-dir' or 'data_dir'; repeatable flags as arrays; a directory's\n"
+    "*.json files in name order; a later file wins key by key), the environment (SHOAL_ and\n"
+    "the flag's name in capitals, '-' as '_', e.g. SHOAL_DATA_DIR; repeatable flags\n"
+    "comma-separated), then flags. --print-config shows each value and where it came from.\n";
 
 struct agent_opts {
     char name[SHOAL_NAME_MAX];
@@ -92,13 +86,15 @@ struct agent_opts {
     const char *bind_s, *advertise_s;
     const char *probe_interval_s, *probe_timeout_s;
     const char *data_dir, *cluster_key;
-    struct shoal_addr joins[AGENT_MAX_JOIN];
-    size_t n_joins;
+    const char *joins[AGENT_MAX_JOIN]; /* HOST:PORT: --join, then --retry-join */
+    size_t n_joins, n_retry_joins;
+    uint32_t retry_max, retry_interval_ms, retry_max_interval_ms;
     struct shoal_swim_config swim;
     struct shoal_registry_config registry;
     const char *config_dir;
     uint32_t leave_timeout_ms;
     enum shoal_log_level log_level;
+    bool log_json;
     struct shoal_addr dns;  /* family 0: --dns off */
     bool dns_explicit;      /* --dns given: failing to bind it is fatal */
     uint32_t dns_ttl_ms;
@@ -117,11 +113,13 @@ struct agent {
     struct shoal_dns_server *dns;
     struct shoal_checks *checks;
     struct shoal_metrics metrics;
+    struct shoal_joinset joins;
     const char *config_dir;
     ev_signal sigterm, sigint, sighup;
     ev_timer leave_timer, linger_timer;
     uint32_t leave_timeout_ms;
     bool leaving, finishing;
+    bool retry_join_fatal;
     int exit_code;
 };
 
@@ -161,51 +159,126 @@ enum {
     OPT_MAX_BYTES,
     OPT_TEST_SCOPE,
     OPT_TEST_PEER_SCOPE,
+    OPT_RETRY_JOIN,
+    OPT_RETRY_MAX,
+    OPT_RETRY_INTERVAL,
+    OPT_RETRY_MAX_INTERVAL,
+    OPT_LOG_FORMAT,
+    OPT_CONFIG_FILE,
+    OPT_PRINT_CONFIG,
+    OPT_HELP,
 };
 
-static const struct option agent_options[] = {
-    {"name", required_argument, NULL, OPT_NAME},
-    {"bind", required_argument, NULL, OPT_BIND},
-    {"advertise", required_argument, NULL, OPT_ADVERTISE},
-    {"http", required_argument, NULL, OPT_HTTP},
-    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-    {"cluster-key", required_argument, NULL, OPT_CLUSTER_KEY},
-    {"join", required_argument, NULL, OPT_JOIN},
-    {"probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL},
-    {"probe-timeout", required_argument, NULL, OPT_PROBE_TIMEOUT},
-    {"gossip-interval", required_argument, NULL, OPT_GOSSIP_INTERVAL},
-    {"gossip-fanout", required_argument, NULL, OPT_GOSSIP_FANOUT},
-    {"indirect-checks", required_argument, NULL, OPT_INDIRECT_CHECKS},
-    {"suspicion-mult", required_argument, NULL, OPT_SUSPICION_MULT},
-    {"suspicion-max-mult", required_argument, NULL, OPT_SUSPICION_MAX_MULT},
-    {"retransmit-mult", required_argument, NULL, OPT_RETRANSMIT_MULT},
-    {"pushpull-interval", required_argument, NULL, OPT_PUSHPULL_INTERVAL},
-    {"gossip-to-dead", required_argument, NULL, OPT_GOSSIP_TO_DEAD},
-    {"reap", required_argument, NULL, OPT_REAP},
-    {"max-datagram", required_argument, NULL, OPT_MAX_DATAGRAM},
-    {"leave-timeout", required_argument, NULL, OPT_LEAVE_TIMEOUT},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"config-dir", required_argument, NULL, OPT_CONFIG_DIR},
-    {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
-    {"registry-reap", required_argument, NULL, OPT_REGISTRY_REAP},
-    {"tombstone-ttl", required_argument, NULL, OPT_TOMBSTONE_TTL},
-    {"dns", required_argument, NULL, OPT_DNS},
-    {"dns-ttl", required_argument, NULL, OPT_DNS_TTL},
-    {"check-rise", required_argument, NULL, OPT_CHECK_RISE},
-    {"check-fall", required_argument, NULL, OPT_CHECK_FALL},
-    {"max-owner-instances", required_argument, NULL, OPT_MAX_OWNER_INSTANCES},
-    {"max-owner-bytes", required_argument, NULL, OPT_MAX_OWNER_BYTES},
-    {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES},
-    {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
-    {"test-scope", required_argument, NULL, OPT_TEST_SCOPE},
-    {"test-peer-scope", required_argument, NULL, OPT_TEST_PEER_SCOPE},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+#define R SHOAL_AF_REPEAT
+/* Every agent flag: the command line, config files, SHOAL_* variables,
+ * --help, --print-config, the man page and shell completion all come from
+ * this one table. Fields: name, has_arg, NULL, id, value name, help, kind
+ * (SHOAL_AF_*), default (given to the switch below like any value). */
+static const struct shoal_agent_flag agent_options[] = {
+    {"name", required_argument, NULL, OPT_NAME, "NAME",
+     "this node's member name, 1-63 of [A-Za-z0-9._-] (default: the hostname)", 0, NULL},
+    {"bind", required_argument, NULL, OPT_BIND, "IP:PORT",
+     "UDP for membership, TCP for registry sync", 0, "127.0.0.1:7946"},
+    {"advertise", required_argument, NULL, OPT_ADVERTISE, "IP:PORT",
+     "the address other nodes reach this one at (default: --bind)", 0, NULL},
+    {"http", required_argument, NULL, OPT_HTTP, "IP:PORT", "the HTTP API", 0, "127.0.0.1:7947"},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR, "DIR",
+     "identity key, generation, registry file; locked while the agent runs", 0,
+     "/var/lib/shoal"},
+    {"cluster-key", required_argument, NULL, OPT_CLUSTER_KEY, "FILE",
+     "the cluster key ('shoal keygen'); without it the cluster is open", 0, NULL},
+    {"join", required_argument, NULL, OPT_JOIN, "HOST:PORT",
+     "a node to join through at start; retried like --retry-join", R, NULL},
+    {"retry-join", required_argument, NULL, OPT_RETRY_JOIN, "HOST:PORT",
+     "a seed to join through, resolved and retried until one answers", R, NULL},
+    {"retry-max", required_argument, NULL, OPT_RETRY_MAX, "N",
+     "join attempts before giving up, 0 = never give up", 0, "0"},
+    {"retry-interval", required_argument, NULL, OPT_RETRY_INTERVAL, "D",
+     "the first wait between join attempts; it doubles after each failure", 0, "1s"},
+    {"retry-max-interval", required_argument, NULL, OPT_RETRY_MAX_INTERVAL, "D",
+     "the longest wait between join attempts", 0, "30s"},
+    {"probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL, "D",
+     "SWIM probe period", 0, "1s"},
+    {"probe-timeout", required_argument, NULL, OPT_PROBE_TIMEOUT, "D",
+     "direct probe timeout, below --probe-interval", 0, "500ms"},
+    {"gossip-interval", required_argument, NULL, OPT_GOSSIP_INTERVAL, "D",
+     "gossip period", 0, "200ms"},
+    {"gossip-fanout", required_argument, NULL, OPT_GOSSIP_FANOUT, "N",
+     "members gossiped to per period, 1-64", 0, "3"},
+    {"indirect-checks", required_argument, NULL, OPT_INDIRECT_CHECKS, "N",
+     "members asked to ping-req a silent member, 0-64", 0, "3"},
+    {"suspicion-mult", required_argument, NULL, OPT_SUSPICION_MULT, "N",
+     "suspicion timeout = N * log10(members) * probe interval (minimum)", 0, "4"},
+    {"suspicion-max-mult", required_argument, NULL, OPT_SUSPICION_MAX_MULT, "N",
+     "the suspicion timeout starts at this multiple of the minimum", 0, "6"},
+    {"retransmit-mult", required_argument, NULL, OPT_RETRANSMIT_MULT, "N",
+     "an update is sent N * log10(members + 1) times", 0, "4"},
+    {"pushpull-interval", required_argument, NULL, OPT_PUSHPULL_INTERVAL, "D",
+     "full state exchange with a random member, 0 = off", 0, "30s"},
+    {"gossip-to-dead", required_argument, NULL, OPT_GOSSIP_TO_DEAD, "D",
+     "keep gossiping to a dead member this long", 0, "30s"},
+    {"reap", required_argument, NULL, OPT_REAP, "D",
+     "forget a dead or left member after this long", 0, "24h"},
+    {"max-datagram", required_argument, NULL, OPT_MAX_DATAGRAM, "N",
+     "largest UDP payload sent, in bytes", 0, "1400"},
+    {"leave-timeout", required_argument, NULL, OPT_LEAVE_TIMEOUT, "D",
+     "how long a graceful leave may take before the agent exits anyway", 0, "3s"},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL, "LEVEL",
+     "debug, info, warn or error", 0, "info"},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT, "FORMAT",
+     "text, or json: one object per line (ts, level, subsystem, msg, fields)", 0, "text"},
+    {"config-dir", required_argument, NULL, OPT_CONFIG_DIR, "DIR",
+     "service files (*.service) loaded at start and on SIGHUP", 0, NULL},
+    {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL, "D",
+     "registry anti-entropy with a random member, 0 = off", 0, "30s"},
+    {"registry-reap", required_argument, NULL, OPT_REGISTRY_REAP, "D",
+     "drop a dead owner's instances after this long", 0, "1h"},
+    {"tombstone-ttl", required_argument, NULL, OPT_TOMBSTONE_TTL, "D",
+     "keep a deregistration's tombstone this long", 0, "24h"},
+    {"dns", required_argument, NULL, OPT_DNS, "IP:PORT|off",
+     "serve DNS (UDP and TCP) here (default 127.0.0.1:8600); off: no DNS", 0, NULL},
+    {"dns-ttl", required_argument, NULL, OPT_DNS_TTL, "D",
+     "the TTL of DNS answers, whole seconds", 0, "0"},
+    {"check-rise", required_argument, NULL, OPT_CHECK_RISE, "N",
+     "successes in a row before a check passes, 1-100", 0, "1"},
+    {"check-fall", required_argument, NULL, OPT_CHECK_FALL, "N",
+     "failures in a row before a check fails, 1-100", 0, "1"},
+    {"max-owner-instances", required_argument, NULL, OPT_MAX_OWNER_INSTANCES, "N",
+     "registry entries (instances and tombstones) held per owner; more are refused", 0,
+     "10000"},
+    {"max-owner-bytes", required_argument, NULL, OPT_MAX_OWNER_BYTES, "N",
+     "encoded bytes of registry entries held per owner", 0, "16777216"},
+    {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES, "N",
+     "registry entries held in total", 0, "1000000"},
+    {"max-bytes", required_argument, NULL, OPT_MAX_BYTES, "N",
+     "encoded bytes of registry entries held in total", 0, "1073741824"},
+    {"test-scope", required_argument, NULL, OPT_TEST_SCOPE, "PATTERN,...",
+     "this node's service-name scope (globs); for tests, until certificates carry it", 0,
+     NULL},
+    {"test-peer-scope", required_argument, NULL, OPT_TEST_PEER_SCOPE, "NAME=PATTERN,...",
+     "another node's service-name scope; for tests, until certificates carry it", R, NULL},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE, "FILE|DIR",
+     "read settings from a JSON file, or a directory's *.json files", R | SHOAL_AF_NO_FILE,
+     NULL},
+    {"print-config", no_argument, NULL, OPT_PRINT_CONFIG, NULL,
+     "print the effective settings and where each came from, then exit", SHOAL_AF_CLI_ONLY,
+     NULL},
+    {"help", no_argument, NULL, OPT_HELP, NULL, "show this help", SHOAL_AF_CLI_ONLY, NULL},
 };
+#undef R
+#define AGENT_N_OPTIONS (sizeof(agent_options) / sizeof(agent_options[0]))
+
+/* The sources being applied, so a bad value names where it came from. */
+static const struct shoal_agentconf *agent_conf;
 
 static int bad_value(const char *flag, const char *val, const char *why)
 {
-    fprintf(stderr, "shoal agent: bad --%s '%s': %s\n", flag, val, why);
+    char where[600];
+    shoal_agentconf_origin(agent_conf, flag, where, sizeof(where));
+    if (where[0] == '-')
+        fprintf(stderr, "shoal agent: bad %s '%s': %s\n", where, val, why);
+    else
+        fprintf(stderr, "shoal agent: %s: bad value '%s' for --%s: %s\n", where, val, flag, why);
     return 2;
 }
 
@@ -276,194 +349,236 @@ static int parse_scope_flag(const char *flag, const char *val)
     }
 }
 
+/* NAME=PATTERN,... (--test-peer-scope). */
+static int parse_peer_scope_flag(struct agent_opts *o, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    char name[SHOAL_NAME_MAX];
+    size_t len = eq ? (size_t)(eq - v) : 0;
+    if (!eq || len == 0 || len >= sizeof(name))
+        return bad_value("test-peer-scope", v, "expected NAME=PATTERN,...");
+    memcpy(name, v, len);
+    name[len] = 0;
+    if (!shoal_name_valid(name))
+        return bad_value("test-peer-scope", v, "expected NAME=PATTERN,...");
+    if (o->n_peer_scopes == AGENT_MAX_PEER_SCOPES)
+        return bad_value("test-peer-scope", v, "at most 16 are accepted");
+    int rc = parse_scope_flag("test-peer-scope", eq + 1);
+    if (rc == 0)
+        o->peer_scopes[o->n_peer_scopes++] = v;
+    return rc;
+}
+
+static int parse_join_flag(struct agent_opts *o, const char *flag, const char *v)
+{
+    char host[SHOAL_HOST_MAX];
+    uint16_t port;
+    if (o->n_joins + o->n_retry_joins == AGENT_MAX_JOIN)
+        return bad_value(flag, v, "too many --join and --retry-join addresses (at most 64)");
+    if (shoal_hostport_split(v, host, sizeof(host), &port) != 0)
+        return bad_value(flag, v,
+                         "expected HOST:PORT (HOST an IP address or a DNS name, [IPv6]:PORT) "
+                         "with a port 1-65535");
+    o->joins[o->n_joins + o->n_retry_joins] = v;
+    return 0;
+}
+
 static bool addr_is_wildcard(const struct shoal_addr *a)
 {
     static const uint8_t zero[16];
     return memcmp(a->ip, zero, a->family == 6 ? 16 : 4) == 0;
 }
 
-/* Fills o from argv. Returns 0, 2 after printing why, or -1 for --help. */
-static int agent_parse(int argc, char **argv, struct agent_opts *o)
+/* One flag's value (from the command line, the environment, a file or the
+ * table's default) into o. Returns 0 or 2 after printing why. */
+static int agent_apply(void *ud, const struct shoal_agent_flag *f, const char *v)
 {
-    int rc = 0, opt;
+    struct agent_opts *o = ud;
+    int rc = 0;
+    switch (f->id) {
+    case OPT_NAME:
+        if (!shoal_name_valid(v))
+            rc = bad_value("name", v,
+                           "must be 1-63 of [A-Za-z0-9._-], starting with a letter or digit");
+        else
+            memcpy(o->name, v, strlen(v) + 1); /* valid names fit */
+        break;
+    case OPT_BIND:
+        rc = parse_addr_flag("bind", v, &o->bind);
+        o->bind_s = v;
+        break;
+    case OPT_ADVERTISE:
+        rc = parse_addr_flag("advertise", v, &o->advertise);
+        o->advertise_s = v;
+        break;
+    case OPT_HTTP:
+        rc = parse_addr_flag("http", v, &o->http);
+        break;
+    case OPT_DATA_DIR:
+        if (!*v)
+            rc = bad_value("data-dir", v, "must not be empty");
+        o->data_dir = v;
+        break;
+    case OPT_CLUSTER_KEY:
+        if (!*v)
+            rc = bad_value("cluster-key", v, "must not be empty");
+        o->cluster_key = v;
+        break;
+    case OPT_JOIN:
+        /* --join comes before --retry-join in the table: joins[] keeps that order */
+        if ((rc = parse_join_flag(o, "join", v)) == 0)
+            o->n_joins++;
+        break;
+    case OPT_RETRY_JOIN:
+        if ((rc = parse_join_flag(o, "retry-join", v)) == 0)
+            o->n_retry_joins++;
+        break;
+    case OPT_RETRY_MAX:
+        rc = parse_count_flag("retry-max", v, 0, 1000000, &o->retry_max);
+        break;
+    case OPT_RETRY_INTERVAL:
+        rc = parse_duration_flag("retry-interval", v, 1, &o->retry_interval_ms);
+        break;
+    case OPT_RETRY_MAX_INTERVAL:
+        rc = parse_duration_flag("retry-max-interval", v, 1, &o->retry_max_interval_ms);
+        break;
+    case OPT_PROBE_INTERVAL:
+        rc = parse_duration_flag("probe-interval", v, 1, &o->swim.probe_interval_ms);
+        o->probe_interval_s = v;
+        break;
+    case OPT_PROBE_TIMEOUT:
+        rc = parse_duration_flag("probe-timeout", v, 1, &o->swim.probe_timeout_ms);
+        o->probe_timeout_s = v;
+        break;
+    case OPT_GOSSIP_INTERVAL:
+        rc = parse_duration_flag("gossip-interval", v, 1, &o->swim.gossip_interval_ms);
+        break;
+    case OPT_GOSSIP_FANOUT:
+        rc = parse_count_flag("gossip-fanout", v, 1, 64, &o->swim.gossip_fanout);
+        break;
+    case OPT_INDIRECT_CHECKS:
+        rc = parse_count_flag("indirect-checks", v, 0, 64, &o->swim.indirect_checks);
+        break;
+    case OPT_SUSPICION_MULT:
+        rc = parse_count_flag("suspicion-mult", v, 1, 1000, &o->swim.suspicion_mult);
+        break;
+    case OPT_SUSPICION_MAX_MULT:
+        rc = parse_count_flag("suspicion-max-mult", v, 1, 1000, &o->swim.suspicion_max_mult);
+        break;
+    case OPT_RETRANSMIT_MULT:
+        rc = parse_count_flag("retransmit-mult", v, 1, 1000, &o->swim.retransmit_mult);
+        break;
+    case OPT_PUSHPULL_INTERVAL:
+        rc = parse_duration_flag("pushpull-interval", v, 0, &o->swim.pushpull_interval_ms);
+        break;
+    case OPT_GOSSIP_TO_DEAD:
+        rc = parse_duration_flag("gossip-to-dead", v, 0, &o->swim.gossip_to_dead_ms);
+        break;
+    case OPT_REAP:
+        rc = parse_duration_flag("reap", v, 1, &o->swim.reap_ms);
+        break;
+    case OPT_MAX_DATAGRAM:
+        rc = parse_count_flag("max-datagram", v, AGENT_MIN_DATAGRAM, AGENT_MAX_DATAGRAM,
+                              &o->swim.max_datagram);
+        break;
+    case OPT_LEAVE_TIMEOUT:
+        rc = parse_duration_flag("leave-timeout", v, 0, &o->leave_timeout_ms);
+        break;
+    case OPT_LOG_LEVEL:
+        if (shoal_log_level_parse(v, &o->log_level) != 0)
+            rc = bad_value("log-level", v, "expected debug, info, warn or error");
+        break;
+    case OPT_LOG_FORMAT:
+        if (strcmp(v, "text") == 0 || strcmp(v, "json") == 0)
+            o->log_json = v[0] == 'j';
+        else
+            rc = bad_value("log-format", v, "expected text or json");
+        break;
+    case OPT_CONFIG_DIR:
+        if (!*v)
+            rc = bad_value("config-dir", v, "must not be empty");
+        o->config_dir = v;
+        break;
+    case OPT_SYNC_INTERVAL:
+        rc = parse_duration_flag("sync-interval", v, 0, &o->registry.sync_interval_ms);
+        break;
+    case OPT_REGISTRY_REAP:
+        rc = parse_duration_flag("registry-reap", v, 1, &o->registry.reap_ms);
+        break;
+    case OPT_TOMBSTONE_TTL:
+        rc = parse_duration_flag("tombstone-ttl", v, 1, &o->registry.tombstone_ttl_ms);
+        break;
+    case OPT_DNS:
+        o->dns_explicit = true;
+        if (strcmp(v, "off") == 0)
+            memset(&o->dns, 0, sizeof(o->dns));
+        else
+            rc = parse_addr_flag("dns", v, &o->dns);
+        break;
+    case OPT_CHECK_RISE:
+        rc = parse_count_flag("check-rise", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_rise);
+        break;
+    case OPT_CHECK_FALL:
+        rc = parse_count_flag("check-fall", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_fall);
+        break;
+    case OPT_DNS_TTL:
+        rc = parse_duration_flag("dns-ttl", v, 0, &o->dns_ttl_ms);
+        break;
+    case OPT_MAX_OWNER_INSTANCES:
+        rc = parse_count_flag("max-owner-instances", v, 1, 100000000,
+                              &o->registry.max_owner_instances);
+        break;
+    case OPT_MAX_OWNER_BYTES:
+        rc = parse_bytes_flag("max-owner-bytes", v, &o->registry.max_owner_bytes);
+        break;
+    case OPT_MAX_INSTANCES:
+        rc = parse_count_flag("max-instances", v, 1, 100000000, &o->registry.max_instances);
+        break;
+    case OPT_MAX_BYTES:
+        rc = parse_bytes_flag("max-bytes", v, &o->registry.max_bytes);
+        break;
+    case OPT_TEST_SCOPE:
+        rc = parse_scope_flag("test-scope", v);
+        o->test_scope = v;
+        break;
+    case OPT_TEST_PEER_SCOPE:
+        rc = parse_peer_scope_flag(o, v);
+        break;
+    case OPT_CONFIG_FILE: /* read by agentconf.c */
+    case OPT_PRINT_CONFIG:
+    case OPT_HELP:
+        break;
+    default:
+        fprintf(stderr, "shoal agent: internal error: --%s has no handler\n", f->name);
+        rc = 2;
+        break;
+    }
+    return rc;
+}
+
+/* Fills o from the flag table's sources. Returns 0, 2 after printing why,
+ * or -1 for --help. */
+static int agent_parse(int argc, char **argv, struct agent_opts *o, struct shoal_agentconf *conf)
+{
+    int rc;
 
     memset(o, 0, sizeof(*o));
     shoal_swim_config_defaults(&o->swim);
     shoal_registry_config_defaults(&o->registry);
-    (void)shoal_addr_parse("127.0.0.1:7946", &o->bind);
-    (void)shoal_addr_parse("127.0.0.1:7947", &o->http);
-    o->bind_s = "127.0.0.1:7946";
-    o->data_dir = "/var/lib/shoal";
-    o->leave_timeout_ms = 3000;
     o->log_level = SHOAL_LOG_INFO;
     o->check_rise = o->check_fall = 1;
     (void)shoal_addr_parse("127.0.0.1:8600", &o->dns);
 
-    optind = 0; /* glibc: full re-initialisation, argv may be reused */
-    opterr = 0;
-    while (rc == 0 && (opt = getopt_long(argc, argv, ":h", agent_options, NULL)) != -1) {
-        const char *v = optarg;
-        switch (opt) {
-        case 'h':
-            fputs(agent_usage, stdout);
-            return -1;
-        case OPT_NAME:
-            if (!shoal_name_valid(v))
-                rc = bad_value("name", v,
-                               "must be 1-63 of [A-Za-z0-9._-], starting with a letter or digit");
-            else
-                memcpy(o->name, v, strlen(v) + 1); /* valid names fit */
-            break;
-        case OPT_BIND:
-            rc = parse_addr_flag("bind", v, &o->bind);
-            o->bind_s = v;
-            break;
-        case OPT_ADVERTISE:
-            rc = parse_addr_flag("advertise", v, &o->advertise);
-            o->advertise_s = v;
-            break;
-        case OPT_HTTP:
-            rc = parse_addr_flag("http", v, &o->http);
-            break;
-        case OPT_DATA_DIR:
-            if (!*v)
-                rc = bad_value("data-dir", v, "must not be empty");
-            o->data_dir = v;
-            break;
-        case OPT_CLUSTER_KEY:
-            if (!*v)
-                rc = bad_value("cluster-key", v, "must not be empty");
-            o->cluster_key = v;
-            break;
-        case OPT_JOIN:
-            if (o->n_joins == AGENT_MAX_JOIN)
-                rc = bad_value("join", v, "too many --join flags (at most 64)");
-            else if ((rc = parse_addr_flag("join", v, &o->joins[o->n_joins])) == 0)
-                o->n_joins++;
-            break;
-        case OPT_PROBE_INTERVAL:
-            rc = parse_duration_flag("probe-interval", v, 1, &o->swim.probe_interval_ms);
-            o->probe_interval_s = v;
-            break;
-        case OPT_PROBE_TIMEOUT:
-            rc = parse_duration_flag("probe-timeout", v, 1, &o->swim.probe_timeout_ms);
-            o->probe_timeout_s = v;
-            break;
-        case OPT_GOSSIP_INTERVAL:
-            rc = parse_duration_flag("gossip-interval", v, 1, &o->swim.gossip_interval_ms);
-            break;
-        case OPT_GOSSIP_FANOUT:
-            rc = parse_count_flag("gossip-fanout", v, 1, 64, &o->swim.gossip_fanout);
-            break;
-        case OPT_INDIRECT_CHECKS:
-            rc = parse_count_flag("indirect-checks", v, 0, 64, &o->swim.indirect_checks);
-            break;
-        case OPT_SUSPICION_MULT:
-            rc = parse_count_flag("suspicion-mult", v, 1, 1000, &o->swim.suspicion_mult);
-            break;
-        case OPT_SUSPICION_MAX_MULT:
-            rc = parse_count_flag("suspicion-max-mult", v, 1, 1000, &o->swim.suspicion_max_mult);
-            break;
-        case OPT_RETRANSMIT_MULT:
-            rc = parse_count_flag("retransmit-mult", v, 1, 1000, &o->swim.retransmit_mult);
-            break;
-        case OPT_PUSHPULL_INTERVAL:
-            rc = parse_duration_flag("pushpull-interval", v, 0, &o->swim.pushpull_interval_ms);
-            break;
-        case OPT_GOSSIP_TO_DEAD:
-            rc = parse_duration_flag("gossip-to-dead", v, 0, &o->swim.gossip_to_dead_ms);
-            break;
-        case OPT_REAP:
-            rc = parse_duration_flag("reap", v, 1, &o->swim.reap_ms);
-            break;
-        case OPT_MAX_DATAGRAM:
-            rc = parse_count_flag("max-datagram", v, AGENT_MIN_DATAGRAM, AGENT_MAX_DATAGRAM,
-                                  &o->swim.max_datagram);
-            break;
-        case OPT_LEAVE_TIMEOUT:
-            rc = parse_duration_flag("leave-timeout", v, 0, &o->leave_timeout_ms);
-            break;
-        case OPT_LOG_LEVEL:
-            if (shoal_log_level_parse(v, &o->log_level) != 0)
-                rc = bad_value("log-level", v, "expected debug, info, warn or error");
-            break;
-        case OPT_CONFIG_DIR:
-            if (!*v)
-                rc = bad_value("config-dir", v, "must not be empty");
-            o->config_dir = v;
-            break;
-        case OPT_SYNC_INTERVAL:
-            rc = parse_duration_flag("sync-interval", v, 0, &o->registry.sync_interval_ms);
-            break;
-        case OPT_REGISTRY_REAP:
-            rc = parse_duration_flag("registry-reap", v, 1, &o->registry.reap_ms);
-            break;
-        case OPT_TOMBSTONE_TTL:
-            rc = parse_duration_flag("tombstone-ttl", v, 1, &o->registry.tombstone_ttl_ms);
-            break;
-        case OPT_DNS:
-            o->dns_explicit = true;
-            if (strcmp(v, "off") == 0)
-                memset(&o->dns, 0, sizeof(o->dns));
-            else
-                rc = parse_addr_flag("dns", v, &o->dns);
-            break;
-        case OPT_CHECK_RISE:
-            rc = parse_count_flag("check-rise", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_rise);
-            break;
-        case OPT_CHECK_FALL:
-            rc = parse_count_flag("check-fall", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_fall);
-            break;
-        case OPT_MAX_OWNER_INSTANCES:
-            rc = parse_count_flag("max-owner-instances", v, 1, 100000000,
-                                  &o->registry.max_owner_instances);
-            break;
-        case OPT_MAX_OWNER_BYTES:
-            rc = parse_bytes_flag("max-owner-bytes", v, &o->registry.max_owner_bytes);
-            break;
-        case OPT_MAX_INSTANCES:
-            rc = parse_count_flag("max-instances", v, 1, 100000000, &o->registry.max_instances);
-            break;
-        case OPT_MAX_BYTES:
-            rc = parse_bytes_flag("max-bytes", v, &o->registry.max_bytes);
-            break;
-        case OPT_TEST_SCOPE:
-            rc = parse_scope_flag("test-scope", v);
-            o->test_scope = v;
-            break;
-        case OPT_TEST_PEER_SCOPE: {
-            const char *eq = strchr(v, '=');
-            char name[SHOAL_NAME_MAX];
-            size_t len = eq ? (size_t)(eq - v) : 0;
-            if (len) {
-                memcpy(name, v, len < sizeof(name) ? len : sizeof(name) - 1);
-                name[len < sizeof(name) ? len : sizeof(name) - 1] = 0;
-            }
-            if (!eq || len >= SHOAL_NAME_MAX || !shoal_name_valid(name))
-                rc = bad_value("test-peer-scope", v, "expected NAME=PATTERN,...");
-            else if (o->n_peer_scopes == AGENT_MAX_PEER_SCOPES)
-                rc = bad_value("test-peer-scope", v, "at most 16 are accepted");
-            else if ((rc = parse_scope_flag("test-peer-scope", eq + 1)) == 0)
-                o->peer_scopes[o->n_peer_scopes++] = v;
-            break;
-        }
-        case OPT_DNS_TTL:
-            rc = parse_duration_flag("dns-ttl", v, 0, &o->dns_ttl_ms);
-            break;
-        case ':':
-            fprintf(stderr, "shoal agent: %s needs a value\n%s", argv[optind - 1], see_help);
-            return 2;
-        default:
-            fprintf(stderr, "shoal agent: unknown flag '%s'\n%s", argv[optind - 1], see_help);
-            return 2;
-        }
-    }
+    agent_conf = conf;
+    rc = shoal_agentconf_load(conf, agent_options, AGENT_N_OPTIONS, argc, argv, "config-file");
     if (rc)
         return rc;
-    if (optind < argc) {
-        fprintf(stderr, "shoal agent: unexpected argument '%s'\n%s", argv[optind], see_help);
-        return 2;
+    if (conf->help) {
+        shoal_agentconf_help(conf, agent_help_notes);
+        return -1;
     }
+    if ((rc = shoal_agentconf_apply(conf, agent_apply, o)) != 0)
+        return rc;
     if (o->swim.probe_timeout_ms >= o->swim.probe_interval_ms) {
         char why[128];
         snprintf(why, sizeof(why), "must be shorter than --probe-interval (%" PRIu32 "ms)",
@@ -591,6 +706,27 @@ static void agent_event(void *ud, const struct shoal_event *ev)
 {
     struct agent *a = ud;
     shoal_metrics_event(&a->metrics, shoal_node_clock_ms(), ev);
+    shoal_joinset_event(&a->joins, ev);
+}
+
+/* The start-up join ended: with --retry-join, running alone after
+ * --retry-max attempts is an error (exit 1); with --join alone it is not. */
+static void agent_join_done(void *ud, bool ok, const char *text)
+{
+    struct agent *a = ud;
+    if (!text)
+        return; /* stopping */
+    if (ok) {
+        shoal_log_info("agent", "joined the cluster through %s", text);
+        return;
+    }
+    if (a->retry_join_fatal) {
+        shoal_log_error("agent", "could not join the cluster: %s; exiting", text);
+        fprintf(stderr, "shoal agent: could not join the cluster: %s\n", text);
+        agent_finish(a, 1);
+    } else {
+        shoal_log_warn("agent", "could not join the cluster: %s; running alone", text);
+    }
 }
 
 static void agent_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -614,6 +750,31 @@ static uint64_t wall_clock_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Why a key file failed to load, in the operator's terms: wire's codes say
+ * only "I/O error" or "invalid", so the system's reason is asked again. */
+static const char *key_file_why(const char *path, int rc, const char *tag, char *buf, size_t len)
+{
+    struct stat st;
+    if (rc == SHOAL_EINVAL) {
+        snprintf(buf, len, "not a key file of this kind: expected one line '%s <44 base64 "
+                 "characters>'", tag);
+        return buf;
+    }
+    if (rc != SHOAL_EIO)
+        return shoal_strerror(rc);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(buf, len, "is a directory");
+        return buf;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(buf, len, "%s", strerror(errno));
+        return buf;
+    }
+    close(fd);
+    return shoal_strerror(rc);
+}
+
 /* The run after flags: returns the exit status. */
 static int agent_run(struct agent_opts *o)
 {
@@ -627,6 +788,7 @@ static int agent_run(struct agent_opts *o)
 
     memset(&a, 0, sizeof(a));
     memset(&nc, 0, sizeof(nc));
+    shoal_log_set_node(o->name);
     memset(&store, 0, sizeof(store));
     shoal_addr_format(&o->bind, bs, sizeof(bs));
     shoal_addr_format(&o->http, hs, sizeof(hs));
@@ -647,14 +809,16 @@ static int agent_run(struct agent_opts *o)
         return 1;
     }
     if ((rc = shoal_identity_load_or_create(o->data_dir, &nc.identity)) != 0) {
-        fprintf(stderr, "shoal agent: cannot load or create %s/identity.key: %s\n", o->data_dir,
-                shoal_strerror(rc));
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/identity.key", o->data_dir);
+        fprintf(stderr, "shoal agent: cannot load or create %s: %s\n", path,
+                key_file_why(path, rc, "shoal-identity-v1", why, sizeof(why)));
         goto out_lock;
     }
     if (o->cluster_key) {
         if ((rc = shoal_cluster_key_load(o->cluster_key, &ck)) != 0) {
             fprintf(stderr, "shoal agent: cannot load cluster key '%s': %s\n", o->cluster_key,
-                    shoal_strerror(rc));
+                    key_file_why(o->cluster_key, rc, "shoal-cluster-key-v1", why, sizeof(why)));
             goto out_lock;
         }
         shoal_identity_endorse(&nc.identity, &ck);
@@ -681,7 +845,10 @@ static int agent_run(struct agent_opts *o)
         fprintf(stderr, "shoal agent: cannot initialise libev\n");
         goto out_lock;
     }
+    shoal_procinfo_mark_start();
     a.api.ud = &a;
+    a.api.bind_addr = o->bind;
+    a.api.http_addr = o->http;
     a.api.leave = agent_api_leave;
     a.api.loop = a.loop;
     a.api.svc = &a.svc;
@@ -770,6 +937,8 @@ static int agent_run(struct agent_opts *o)
             shoal_log_info("agent", "DNS on %s (UDP and TCP), ttl %" PRIu32 "s", ds,
                            o->dns_ttl_ms / 1000);
         a.metrics.dns = a.dns;
+        if (a.dns)
+            a.api.dns_addr = o->dns;
     }
     a.config_dir = o->config_dir;
     if (a.config_dir && (rc = agent_load_config(&a)) != 0) {
@@ -794,12 +963,29 @@ static int agent_run(struct agent_opts *o)
                    bs, as, hs, nc.swim.generation);
     if (!o->cluster_key)
         shoal_log_warn("agent", "no --cluster-key: open cluster, any node may join");
-    if (o->n_joins) {
-        if ((rc = shoal_node_join(a.node, o->joins, o->n_joins)) != 0)
-            shoal_log_warn("agent", "join failed: %s", shoal_strerror(rc));
+    a.joins.loop = a.loop;
+    a.joins.node = a.node;
+    a.api.joins = &a.joins;
+    if (o->n_joins + o->n_retry_joins) {
+        struct shoal_joiner_config jc = {
+            .seeds = o->joins,
+            .n_seeds = o->n_joins + o->n_retry_joins,
+            .window_ms = AGENT_JOIN_WINDOW_MS,
+            .retry_interval_ms = o->retry_interval_ms,
+            .retry_max_interval_ms = o->retry_max_interval_ms,
+            .max_attempts = o->retry_max,
+            .what = o->n_retry_joins ? "retry-join" : "join",
+            .done = agent_join_done,
+            .ud = &a,
+        };
+        a.retry_join_fatal = o->n_retry_joins > 0;
+        if (!shoal_joiner_start(&a.joins, &jc, &rc))
+            shoal_log_warn("agent", "not joining: %s",
+                           rc == SHOAL_EINVAL ? "the seeds name only this node's own address"
+                                              : shoal_strerror(rc));
         else
-            shoal_log_info("agent", "joining through %zu address%s", o->n_joins,
-                           o->n_joins == 1 ? "" : "es");
+            shoal_log_info("agent", "joining through %zu seed%s", jc.n_seeds,
+                           jc.n_seeds == 1 ? "" : "s");
     }
 
     ev_run(a.loop, 0);
@@ -811,6 +997,7 @@ static int agent_run(struct agent_opts *o)
     ev_timer_stop(a.loop, &a.leave_timer);
     ev_timer_stop(a.loop, &a.linger_timer);
 out_node:
+    shoal_joinset_close(&a.joins);
     shoal_checks_free(a.checks);
     shoal_dns_server_free(a.dns);
     shoal_api_close(&a.api);
@@ -825,18 +1012,31 @@ out_lock:
     return status;
 }
 
+const struct shoal_agent_flag *shoal_agent_flags(size_t *n)
+{
+    *n = AGENT_N_OPTIONS;
+    return agent_options;
+}
+
+const char *shoal_agent_help_notes(void) { return agent_help_notes; }
+
 int shoal_agent_main(int argc, char **argv)
 {
     struct agent_opts o;
+    struct shoal_agentconf conf;
     int rc;
 
     /* A peer closing an HTTP connection mid-reply must not kill the agent. */
     signal(SIGPIPE, SIG_IGN);
-    rc = agent_parse(argc, argv, &o);
-    if (rc < 0)
-        return 0; /* --help */
-    if (rc)
-        return rc;
-    shoal_log_set_level(o.log_level);
-    return agent_run(&o);
+    rc = agent_parse(argc, argv, &o, &conf);
+    if (rc == 0 && conf.print_config) {
+        shoal_agentconf_print(&conf);
+    } else if (rc == 0) {
+        shoal_log_set_level(o.log_level);
+        shoal_log_set_json(o.log_json);
+        rc = agent_run(&o);
+    }
+    agent_conf = NULL;
+    shoal_agentconf_free(&conf);
+    return rc < 0 ? 0 : rc; /* -1: --help */
 }

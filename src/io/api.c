@@ -32,15 +32,16 @@
 #include "core/registry.h"
 #include "core/swim.h"
 #include "io/datadir.h"
+#include "io/joiner.h"
 #include "io/log.h"
 #include "io/metrics.h"
 #include "io/node.h"
+#include "io/procinfo.h"
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
 #include "wire/wire.h"
 
-#define API_MAX_JOIN_ADDRS 256   /* a join needs a few seeds, not thousands */
 #define API_ECHO_MAX 96          /* bytes of request text quoted in errors */
 #define API_QUERY_VALUE_MAX 8192 /* one decoded query-string value */
 #define API_QUERY_TAGS_MAX 64    /* tag= filters in one query */
@@ -232,6 +233,17 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
 
     json_t *v = json_object();
     json_object_set_new(v, "name", json_string(cfg->name));
+    json_object_set_new(v, "version", json_string(shoal_procinfo_version()));
+    json_object_set_new(v, "build", json_string(shoal_procinfo_build()));
+    json_object_set_new(v, "uptime_s", json_integer((json_int_t)shoal_procinfo_uptime_s()));
+    json_t *own = json_object();
+    const struct shoal_addr *mine[3] = {&api->bind_addr, &api->http_addr, &api->dns_addr};
+    const char *const mine_names[3] = {"bind", "http", "dns"};
+    for (int i = 0; own && i < 3; i++)
+        json_object_set_new(own, mine_names[i],
+                            mine[i]->family ? json_string(shoal_addr_format(mine[i], a, sizeof(a)))
+                                            : json_null());
+    json_object_set_new(v, "addresses", own);
     json_object_set_new(v, "addr",
                         json_string(shoal_addr_format(shoal_node_addr(api->node), a, sizeof(a))));
     json_object_set_new(v, "generation", json_integer((json_int_t)self.generation));
@@ -255,15 +267,46 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
     reply_json(resp, 200, v);
 }
 
-static const char join_usage[] = "the body must be {\"addrs\":[\"IP:PORT\", ...]}";
+static const char join_usage[] =
+    "the body must be {\"addrs\":[\"HOST:PORT\", ...]} with an optional \"wait\": \"5s\"";
+
+#define API_MAX_JOINERS 16        /* joins in progress at once */
+#define API_JOIN_WAIT_MAX_MS 60000
+
+struct api_join_wait {
+    struct shoal_api *api;
+    uint64_t conn;
+    bool wait;
+    uint32_t wait_ms;
+};
+
+/* A join through the API ended: answer the waiting request, if any. */
+static void api_join_done(void *ud, bool ok, const char *text)
+{
+    struct api_join_wait *w = ud;
+    if (w->wait && w->api->http && text) { /* text NULL: the agent is stopping */
+        json_t *v = ok ? json_pack("{s:s,s:I}", "joined", text, "members",
+                                   (json_int_t)shoal_swim_member_count(shoal_node_swim(w->api->node)))
+                       : json_pack("{s:s}", "error", text);
+        char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        json_decref(v);
+        if (body) {
+            /* 504: no seed answered in time; the reason says which were asked. */
+            (void)shoal_http_reply(w->api->http, w->conn, ok ? 200 : 504, "application/json",
+                                   body);
+        }
+    }
+    free(w);
+}
 
 static void api_join(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
                      const char *arg, struct shoal_http_resp *resp)
 {
     json_error_t jerr;
     char echo[API_ECHO_MAX + 1];
-    struct shoal_addr *seeds = NULL;
+    const char **seeds = NULL;
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    uint32_t wait_ms = 0;
 
     if (!body) {
         echo_safe(echo, sizeof(echo), jerr.text);
@@ -272,17 +315,34 @@ static void api_join(struct shoal_api *api, uint64_t conn_id, const struct shoal
         return;
     }
     json_t *addrs = json_is_object(body) ? json_object_get(body, "addrs") : NULL;
+    json_t *wait = json_is_object(body) ? json_object_get(body, "wait") : NULL;
     size_t n = json_array_size(addrs);
     if (!json_is_object(body)) {
         reply_error(resp, 400, "body is not a JSON object; %s", join_usage);
         goto out;
     }
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val)
+    {
+        if (strcmp(key, "addrs") != 0 && strcmp(key, "wait") != 0) {
+            echo_safe(echo, sizeof(echo), key);
+            reply_error(resp, 400, "unknown field \"%s\"; %s", echo, join_usage);
+            goto out;
+        }
+    }
     if (!json_is_array(addrs) || n == 0) {
-        reply_error(resp, 400, "\"addrs\" must be a non-empty array of \"IP:PORT\" strings");
+        reply_error(resp, 400, "\"addrs\" must be a non-empty array of \"HOST:PORT\" strings");
         goto out;
     }
-    if (n > API_MAX_JOIN_ADDRS) {
-        reply_error(resp, 400, "too many addresses: %zu (at most %d)", n, API_MAX_JOIN_ADDRS);
+    if (n > SHOAL_JOIN_MAX_SEEDS) {
+        reply_error(resp, 400, "too many addresses: %zu (at most %d)", n, SHOAL_JOIN_MAX_SEEDS);
+        goto out;
+    }
+    if (wait && (!json_is_string(wait) ||
+                 shoal_duration_parse(json_string_value(wait), &wait_ms) != 0 || wait_ms == 0 ||
+                 wait_ms > API_JOIN_WAIT_MAX_MS)) {
+        reply_error(resp, 400, "\"wait\" must be a duration from 1ms to 60s, such as \"5s\"");
         goto out;
     }
     seeds = calloc(n, sizeof(*seeds));
@@ -292,27 +352,62 @@ static void api_join(struct shoal_api *api, uint64_t conn_id, const struct shoal
     }
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(addrs, i);
+        char host[SHOAL_HOST_MAX];
+        uint16_t port;
         if (!json_is_string(e)) {
-            reply_error(resp, 400, "addrs[%zu] is not a string; expected \"IP:PORT\"", i);
+            reply_error(resp, 400, "addrs[%zu] is not a string; expected \"HOST:PORT\"", i);
             goto out;
         }
-        if (shoal_addr_parse(json_string_value(e), &seeds[i]) != 0) {
+        if (shoal_hostport_split(json_string_value(e), host, sizeof(host), &port) != 0) {
             echo_safe(echo, sizeof(echo), json_string_value(e));
-            reply_error(resp, 400, "addrs[%zu] '%s' is not a valid IP:PORT address", i, echo);
+            reply_error(resp, 400,
+                        "addrs[%zu] '%s' is not HOST:PORT (an IP address, [IPv6] or a DNS name, "
+                        "and a port 1-65535)", i, echo);
             goto out;
         }
+        seeds[i] = json_string_value(e);
     }
-    int rc = shoal_node_join(api->node, seeds, n);
-    if (rc == SHOAL_ESTATE) {
-        reply_error(resp, 400, "the agent is leaving; it cannot join");
-    } else if (rc == SHOAL_EINVAL) {
-        reply_error(resp, 400, "no address to join other than this node's own");
-    } else if (rc != 0) {
-        reply_error(resp, 500, "join failed: %s", shoal_strerror(rc));
-    } else {
-        shoal_log_info("api", "joining through %zu address%s", n, n == 1 ? "" : "es");
+    if (!api->joins) {
+        reply_error(resp, 503, "this agent cannot join now");
+        goto out;
+    }
+    if (api->joins->count >= API_MAX_JOINERS) {
+        reply_error(resp, 503, "too many joins in progress (%d); try again later", API_MAX_JOINERS);
+        goto out;
+    }
+    struct api_join_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        reply_error(resp, 500, "out of memory");
+        goto out;
+    }
+    w->api = api;
+    w->conn = conn_id;
+    w->wait = wait_ms > 0 && api->http;
+    struct shoal_joiner_config jc = {
+        .seeds = seeds,
+        .n_seeds = n,
+        .window_ms = wait_ms ? wait_ms : 5000,
+        .max_attempts = 1,
+        .what = "api join",
+        .done = api_join_done,
+        .ud = w,
+    };
+    int rc;
+    if (!shoal_joiner_start(api->joins, &jc, &rc)) {
+        free(w);
+        if (rc == SHOAL_ESTATE)
+            reply_error(resp, 400, "the agent is leaving; it cannot join");
+        else if (rc == SHOAL_EINVAL)
+            reply_error(resp, 400, "no address to join other than this node's own");
+        else
+            reply_error(resp, 500, "join failed: %s", shoal_strerror(rc));
+        goto out;
+    }
+    shoal_log_info("api", "joining through %zu address%s", n, n == 1 ? "" : "es");
+    if (w->wait)
+        resp->deferred = true;
+    else
         reply_json(resp, 200, json_pack("{s:I}", "joining", (json_int_t)n));
-    }
 out:
     free(seeds);
     json_decref(body);

@@ -50,6 +50,10 @@ struct shoal_api {
     struct shoal_svcset *svc;
     /* Optional: flap counts and the DNS server for GET /metrics. */
     struct shoal_metrics *metrics;
+    /* For GET /v1/info "addresses": the agent's own; family 0 = none. */
+    struct shoal_addr bind_addr, http_addr, dns_addr;
+    /* Optional: POST /v1/join starts a joiner here (io/joiner.h). */
+    struct shoal_joinset *joins;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
     struct shoal_resolver *resolver; /* private (io/resolve.h); shoal_api_close() frees it */
 };

@@ -22,6 +22,10 @@ enum shoal_log_level {
 /* Lines below level are discarded. The default is SHOAL_LOG_INFO. */
 void shoal_log_set_level(enum shoal_log_level level);
 enum shoal_log_level shoal_log_get_level(void);
+/* JSON lines instead of text: {"ts","level","subsystem","msg","fields"}
+ * where fields holds the pid and, once set, the node's name. */
+void shoal_log_set_json(bool json);
+void shoal_log_set_node(const char *name);
 bool shoal_log_enabled(enum shoal_log_level level);
 /* "debug", "info", "warn", "error" -> level; returns 0 or SHOAL_EINVAL. */
 int shoal_log_level_parse(const char *s, enum shoal_log_level *out);

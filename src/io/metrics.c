@@ -4,6 +4,7 @@
  * has the same series (zeros included) and `promtool check metrics` passes.
  */
 #include "io/metrics.h"
+#include "io/procinfo.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -257,6 +258,28 @@ static void checks(struct buf *b, const struct shoal_metrics *m)
     put(b, "shoal_check_duration_seconds_count %" PRIu64 "\n", c->latency_count);
 }
 
+/* The build, and the process figures Prometheus' client libraries export
+ * under the same names (process_*), so standard dashboards work. */
+static void process(struct buf *b)
+{
+    struct shoal_procstat ps;
+    family(b, "shoal_build_info", "gauge", "Always 1; the labels say which build runs.");
+    put(b, "shoal_build_info{version=\"%s\",build=\"%s\"} 1\n", shoal_procinfo_version(),
+        shoal_procinfo_build());
+    if (!shoal_procinfo_read(&ps))
+        return; /* no /proc: nothing rather than zeros */
+    family(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+    put(b, "process_cpu_seconds_total %.2f\n", ps.cpu_user_s + ps.cpu_system_s);
+    scalar(b, "process_resident_memory_bytes", "gauge", "Resident memory size.", ps.rss_bytes);
+    scalar(b, "process_open_fds", "gauge", "Open file descriptors.", ps.open_fds);
+    if (ps.max_fds)
+        scalar(b, "process_max_fds", "gauge", "The limit of open file descriptors.", ps.max_fds);
+    if (shoal_procinfo_start_time() > 0) {
+        family(b, "process_start_time_seconds", "gauge", "Start time, seconds since the epoch.");
+        put(b, "process_start_time_seconds %.3f\n", shoal_procinfo_start_time());
+    }
+}
+
 char *shoal_metrics_render(const struct shoal_metrics *m, struct shoal_node *node)
 {
     struct buf b = {.cap = 16384};
@@ -267,6 +290,7 @@ char *shoal_metrics_render(const struct shoal_metrics *m, struct shoal_node *nod
     registry(&b, node);
     dns(&b, m);
     checks(&b, m);
+    process(&b);
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -423,7 +423,9 @@ int shoal_svcfile_parse(const char *path, const char *name, struct shoal_svclist
     struct stat st;
     char *buf = NULL;
     size_t len = 0;
-    int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then
+     * refuses it); it changes nothing for a regular file. */
+    int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
     if (fd < 0 || fstat(fd, &st) != 0) {
         rc = -errno;
@@ -533,9 +535,15 @@ int shoal_svcdir_load(const char *dir, struct shoal_svclist *out, char ***failed
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         int rc;
+        struct stat st;
         if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path)) {
             snprintf(err, sizeof(err), "%s:0: path too long", names[i]);
             rc = -ENAMETOOLONG;
+        } else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            /* A FIFO, socket, device or directory is no service file: not a
+             * failed file either (nothing of it is kept). */
+            shoal_log_warn("config", "%s: skipped: not a regular file", names[i]);
+            continue;
         } else {
             rc = shoal_svcfile_parse(path, names[i], out, err, sizeof(err));
         }

@@ -403,16 +403,30 @@ TEST(info_table, "info prints aligned key: value lines, drops by reason included
     CHECK(strncmp(r.out, canned_info, strlen(canned_info)) == 0);
 }
 
-TEST(join_body, "join posts the addresses as {\"addrs\":[...]}")
+TEST(join_body, "join posts the addresses and the wait, and prints who answered")
 {
-    routes[0] = ROUTE("POST", "/v1/join", 200, "{\"joining\":2}",
-                      .want_body = "{\"addrs\":[\"127.0.0.1:7946\",\"[::1]:7950\"]}");
+    routes[0] = ROUTE("POST", "/v1/join", 200, "{\"joined\":\"127.0.0.1:7946\",\"members\":3}",
+                      .want_body = "{\"addrs\":[\"127.0.0.1:7946\",\"[::1]:7950\","
+                                   "\"seeds.example:7946\"],\"wait\":\"2000ms\"}");
     fake_start();
     struct run r;
-    run(&r, "join", "127.0.0.1:7946", "--http", fake_addr, "[::1]:7950");
+    run(&r, "join", "127.0.0.1:7946", "--http", fake_addr, "[::1]:7950", "seeds.example:7946",
+        "--wait", "2s");
     fake_stop();
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
-    CHECK_STR(r.out, "joining: contacting 2 of 2 addresses\n");
+    CHECK_STR(r.out, "joined through 127.0.0.1:7946 (3 members known)\n");
+}
+
+TEST(join_fails, "join exits 1 with the agent's reason when no node answers")
+{
+    routes[0] = ROUTE("POST", "/v1/join", 504,
+                      "{\"error\":\"no answer within 5.0s from 127.0.0.1:7999\"}");
+    fake_start();
+    struct run r;
+    run(&r, "join", "127.0.0.1:7999", "--http", fake_addr);
+    fake_stop();
+    CHECKF(r.status == 1, "exit %d: %s", r.status, r.err);
+    CHECKF(strstr(r.err, "no answer within 5.0s from 127.0.0.1:7999") != NULL, "%s", r.err);
 }
 
 TEST(leave_posts, "leave posts /v1/leave and reports it")
@@ -583,9 +597,10 @@ TEST(usage_errors, "bad flags and arguments exit 2 naming the problem, with usag
         {{"members", "--help=yes"}, "shoal members: flag --help takes no value\n"},
         {{"info", "extra"}, "shoal info: unexpected argument 'extra'\n"},
         {{"leave", "--format", "json"}, "shoal leave: unknown flag --format\n"},
-        {{"join"}, "shoal join: needs at least 1 IP:PORT\n"},
+        {{"join"}, "shoal join: needs at least 1 HOST:PORT\n"},
         {{"join", "1.2.3.4:5", "1.2.3.4"},
-         "shoal join: bad address '1.2.3.4' (want IP:PORT or [IPv6]:PORT)\n"},
+         "shoal join: bad address '1.2.3.4' (want HOST:PORT, HOST an IP address, [IPv6] or a "
+         "DNS name, and a port 1-65535)\n"},
         {{"keygen"}, "shoal keygen: --out FILE is required\n"},
         {{"keygen", "--out", "k", "x"}, "shoal keygen: unexpected argument 'x'\n"},
         {{"version", "--json"}, "shoal version: unknown flag --json\n"},

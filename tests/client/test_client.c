@@ -682,4 +682,152 @@ TEST_T(thread_safe_picks, "4 threads x 100k picks while the cache changes", 300)
     agent_stop(&a);
 }
 
+/* ---- list, register, deregister, heartbeat, change callback ---- */
+
+static atomic_int changes;
+static atomic_size_t last_passing;
+
+static void count_change(void *ud, const char *service, size_t passing)
+{
+    CHECK(strcmp(service, "web") == 0);
+    CHECK(ud == (void *)&changes);
+    atomic_store(&last_passing, passing);
+    atomic_fetch_add(&changes, 1);
+}
+
+TEST(own_instances_and_list,
+     "register, list with tags/meta/status/owner, heartbeat, deregister, each error named")
+{
+    struct agent a;
+    agent_start(&a);
+    struct shoal_client *c = client_for(&a, 2000);
+    char msg[512];
+    const char *tags[] = {"v1", "primary"};
+    struct shoal_client_meta meta[] = {{"zone", "eu-1"}, {"weight", "3"}};
+    struct shoal_client_registration r = {.service = "web", .id = "web-1",
+                                          .address = "10.0.0.5", .port = 8080,
+                                          .tags = tags, .ntags = 2, .meta = meta, .nmeta = 2};
+    CHECK_EQ(shoal_client_register(c, &r), 0);
+    struct shoal_client_registration t = {.service = "web", .id = "web-ttl",
+                                          .address = "db.example", .port = 8081,
+                                          .ttl_ms = 60000};
+    CHECK_EQ(shoal_client_register(c, &t), 0);
+
+    struct shoal_client_instances *l;
+    CHECK_EQ(shoal_client_list(c, "web", 1, &l), 0);
+    CHECK_EQ(l->n, 2);
+    const struct shoal_client_instance *e = &l->v[0];
+    CHECK(strcmp(e->id, "web-1") == 0 && strcmp(e->address, "10.0.0.5") == 0 && e->port == 8080);
+    CHECK(strcmp(e->status, "passing") == 0 && strcmp(e->owner, "n1") == 0 &&
+          strcmp(e->owner_status, "alive") == 0);
+    CHECK(e->ntags == 2 && strcmp(e->tags[0], "v1") == 0 && strcmp(e->tags[1], "primary") == 0);
+    CHECK_EQ(e->nmeta, 2);
+    bool zone = false;
+    for (size_t i = 0; i < e->nmeta; i++)
+        zone |= strcmp(e->meta[i].key, "zone") == 0 && strcmp(e->meta[i].value, "eu-1") == 0;
+    CHECK(zone);
+    /* a TTL instance starts critical: listed with all, not without */
+    CHECK(strcmp(l->v[1].status, "critical") == 0 && l->v[1].ttl_ms == 60000);
+    CHECK(l->index > 0);
+    shoal_client_instances_free(l);
+    CHECK_EQ(shoal_client_list(c, "web", 0, &l), 0);
+    CHECK_EQ(l->n, 1);
+    shoal_client_instances_free(l);
+    CHECK_EQ(shoal_client_heartbeat(c, "web-ttl"), 0);
+    CHECK_EQ(shoal_client_list(c, "web", 0, &l), 0);
+    CHECK_EQ(l->n, 2);
+    shoal_client_instances_free(l);
+
+    /* errors carry the agent's reason */
+    CHECK_EQ(shoal_client_heartbeat(c, "web-1"), SHOAL_EINVAL); /* no TTL */
+    shoal_client_last_error(c, msg, sizeof(msg));
+    CHECKF(strstr(msg, "heartbeat of 'web-1': the agent answered 400") != NULL, "%s", msg);
+    CHECK_EQ(shoal_client_deregister(c, "nope"), SHOAL_ENOENT);
+    struct shoal_client_registration bad = r;
+    bad.service = "Bad_Name";
+    CHECK_EQ(shoal_client_register(c, &bad), SHOAL_EINVAL);
+    shoal_client_last_error(c, msg, sizeof(msg));
+    CHECKF(strstr(msg, "service") != NULL, "%s", msg);
+    bad = r;
+    bad.port = 0;
+    CHECK_EQ(shoal_client_register(c, &bad), SHOAL_EINVAL);
+    CHECK_EQ(shoal_client_list(c, "web/../x", 0, &l), SHOAL_EINVAL);
+
+    CHECK_EQ(shoal_client_deregister(c, "web-1"), 0);
+    CHECK_EQ(shoal_client_deregister(c, "web-ttl"), 0);
+    CHECK_EQ(shoal_client_list(c, "web", 1, &l), 0);
+    CHECK_EQ(l->n, 0);
+    shoal_client_instances_free(l);
+    shoal_client_free(c);
+
+    /* the agent gone: ECONN, and the message says where */
+    agent_kill(&a);
+    c = client_for(&a, 2000);
+    CHECK_EQ(shoal_client_register(c, &r), SHOAL_ECONN);
+    shoal_client_last_error(c, msg, sizeof(msg));
+    CHECKF(strstr(msg, "cannot reach the agent at 127.0.0.1:") != NULL, "%s", msg);
+    shoal_client_free(c);
+    agent_stop(&a);
+}
+
+TEST(change_callback, "the change callback runs after each change of a watched service")
+{
+    struct agent a;
+    agent_start(&a);
+    reg(&a, "web-1", 8001, NULL);
+    struct shoal_client *c = client_for(&a, 2000);
+    atomic_store(&changes, 0);
+    shoal_client_on_change(c, count_change, &changes);
+    CHECK_EQ(shoal_client_watch(c, "web", NULL, 0), 0);
+    CHECK_EQ(atomic_load(&changes), 0); /* not for the first fetch */
+    reg(&a, "web-2", 8002, NULL);
+    uint64_t end = now_ms() + 10000;
+    while (atomic_load(&last_passing) != 2) {
+        CHECKF(now_ms() < end, "no callback with 2 passing within 10 s");
+        sleep_ms(5);
+    }
+    int before = atomic_load(&changes);
+    dereg(&a, "web-1");
+    while (atomic_load(&last_passing) != 1) {
+        CHECKF(now_ms() < end, "no callback with 1 passing within 10 s");
+        sleep_ms(5);
+    }
+    CHECK(atomic_load(&changes) > before);
+    shoal_client_on_change(c, NULL, NULL);
+    shoal_client_free(c);
+    agent_stop(&a);
+}
+
+TEST(agent_host_names, "the agent may be a host name; a bad one fails with the reason")
+{
+    struct agent a;
+    agent_start(&a);
+    reg(&a, "web-1", 8001, NULL);
+    char addr[64], why[512];
+    snprintf(addr, sizeof(addr), "localhost:%d", a.http_port);
+    struct shoal_client_options o = {.agent = addr};
+    int err = 1;
+    struct shoal_client *c = shoal_client_new_ex(&o, &err, why, sizeof(why));
+    CHECKF(c != NULL && err == 0, "%s", why);
+    struct shoal_endpoint ep;
+    CHECK_EQ(shoal_client_pick(c, "web", SHOAL_CLIENT_ROUND_ROBIN, NULL, &ep), 0);
+    CHECK(strcmp(ep.id, "web-1") == 0);
+    shoal_client_free(c);
+    static const struct {
+        const char *agent, *says;
+    } bad[] = {
+        {"localhost:7937x", "is not HOST:PORT"},
+        {"no such host:1", "is not HOST:PORT"},
+        {"nonexistent.invalid:7937", "cannot resolve nonexistent.invalid"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        o.agent = bad[i].agent;
+        CHECK(shoal_client_new_ex(&o, &err, why, sizeof(why)) == NULL);
+        CHECK_EQ(err, SHOAL_EINVAL);
+        CHECKF(strstr(why, bad[i].says) != NULL, "%s: %s", bad[i].agent, why);
+    }
+    CHECK(shoal_client_new(&o, &err) == NULL && err == SHOAL_EINVAL);
+    agent_stop(&a);
+}
+
 TEST_MAIN()

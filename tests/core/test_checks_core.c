@@ -215,7 +215,12 @@ TEST(check_limits, "limits: 8 checks, timeout below interval, URL and HOST:PORT 
     c[0].timeout_ms = c[0].interval_ms;
     CHECK(shoal_instance_validate(&s, &why) == SHOAL_EINVAL && strstr(why, "timeout"));
     c[0] = chk(SHOAL_CHECK_TCP, "127.0.0.1");
-    CHECK(shoal_instance_validate(&s, &why) == SHOAL_EINVAL && strstr(why, "HOST:PORT"));
+    CHECK(shoal_instance_validate(&s, &why) == SHOAL_EINVAL && strstr(why, "IP:PORT"));
+    /* A host name would never connect (the prober does not resolve): refused. */
+    c[0] = chk(SHOAL_CHECK_TCP, "db.local:5432");
+    CHECK(shoal_instance_validate(&s, &why) == SHOAL_EINVAL && strstr(why, "not a host name"));
+    c[0] = chk(SHOAL_CHECK_TCP, "[::1]:5432");
+    CHECK(shoal_instance_validate(&s, NULL) == 0);
     c[0] = chk(SHOAL_CHECK_HTTP, "ftp://x/");
     CHECK(shoal_instance_validate(&s, &why) == SHOAL_EINVAL && strstr(why, "URL"));
     c[0] = chk(SHOAL_CHECK_HTTP, "http://a b/");

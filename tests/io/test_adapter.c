@@ -26,6 +26,7 @@
 
 #include "io/agent.h"
 #include "io/api.h"
+#include "io/joiner.h"
 #include "io/datadir.h"
 #include "io/log.h"
 #include "io/node.h"
@@ -552,10 +553,12 @@ static int leave_hook_calls;
 
 static void leave_hook(void *ud) { leave_hook_calls++; }
 
+static struct shoal_joinset *test_joins; /* POST /v1/join's joiners, when a test sets it */
+
 static struct api_call call_api(struct shoal_node *n, const char *method, const char *path,
                                 const char *body, size_t body_len)
 {
-    struct shoal_api api = {.node = n, .leave = leave_hook};
+    struct shoal_api api = {.node = n, .leave = leave_hook, .joins = test_joins};
     struct shoal_http_req req = {method, path, "", body, body_len};
     struct shoal_http_resp resp = {0};
     struct api_call out = {0};
@@ -679,14 +682,18 @@ TEST(api_info, "GET /v1/info reports identity, counters, drops and protocol stat
     CHECK(json_is_false(json_object_get(j, "cluster_key")));
     /* "registry" is checked in test_registry_io.c. */
     CHECK(json_is_object(json_object_get(j, "registry")));
-    CHECK_EQ(json_object_size(j), 13);
+    CHECK(json_is_string(json_object_get(j, "version")));
+    CHECK(json_is_string(json_object_get(j, "build")));
+    CHECK(json_is_integer(json_object_get(j, "uptime_s")));
+    CHECK_EQ(json_object_size(json_object_get(j, "addresses")), 3);
+    CHECK_EQ(json_object_size(j), 17);
     json_decref(j);
     shoal_node_free(obs[0].node);
     shoal_node_free(obs[1].node);
     ev_loop_destroy(loop);
 }
 
-TEST(api_join, "POST /v1/join accepts only {\"addrs\":[IP:PORT...]} and starts joining")
+TEST(api_join, "POST /v1/join accepts only {\"addrs\":[HOST:PORT...]} and starts joining")
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     static struct obs o;
@@ -703,8 +710,11 @@ TEST(api_join, "POST /v1/join accepts only {\"addrs\":[IP:PORT...]} and starts j
         {"{\"addrs\":\"127.0.0.1:7946\"}", "array"},
         {"{\"addrs\":[7946]}", "addrs[0] is not a string"},
         {"{\"addrs\":[\"127.0.0.1:7946\",\"nope\"]}", "addrs[1] 'nope'"},
-        {"{\"addrs\":[\"127.0.0.1:0\"]}", "not a valid IP:PORT"},
-        {"{\"addrs\":[\"127.0.0.1\"]}", "not a valid IP:PORT"},
+        {"{\"addrs\":[\"127.0.0.1:0\"]}", "is not HOST:PORT"},
+        {"{\"addrs\":[\"127.0.0.1\"]}", "is not HOST:PORT"},
+        {"{\"addrs\":[\"a b:1\"]}", "is not HOST:PORT"},
+        {"{\"addrs\":[\"1.2.3.4:5\"],\"wait\":\"1h\"}", "\"wait\""},
+        {"{\"addrs\":[\"1.2.3.4:5\"],\"wat\":1}", "unknown field \"wat\""},
         {"{\"addrs\":[\"1.2.3.4:5\"],\"addrs\":[\"1.2.3.4:6\"]}", "not valid JSON"},
         {"{\"addrs\":[\"\\u0001\\u00ff:1\"]}", "addrs[0] '???:1'"},
     };
@@ -712,6 +722,9 @@ TEST(api_join, "POST /v1/join accepts only {\"addrs\":[IP:PORT...]} and starts j
     TEST_SEED(test_seed, 9);
     shoal_log_set_level(SHOAL_LOG_WARN);
     start_node(loop, &o, "n1", test_seed);
+    static struct shoal_joinset js;
+    js = (struct shoal_joinset){.loop = loop, .node = o.node};
+    test_joins = &js;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct api_call c = call_api(o.node, "POST", "/v1/join", bad[i].body, strlen(bad[i].body));
         CHECKF(c.status == 400, "body %zu: status %d", i, c.status);
@@ -738,6 +751,10 @@ TEST(api_join, "POST /v1/join accepts only {\"addrs\":[IP:PORT...]} and starts j
     c = call_api(o.node, "GET", "/v1/info", "", 0);
     CHECK(json_is_true(json_object_get(c.json, "joining")));
     json_decref(c.json);
+    CHECK_EQ(js.count, 1);
+    shoal_joinset_close(&js);
+    CHECK_EQ(js.count, 0);
+    test_joins = NULL;
     shoal_node_free(o.node);
     ev_loop_destroy(loop);
 }

@@ -1164,7 +1164,7 @@ TEST(api_register, "POST /v1/register checks every field, names it, and changes 
     CHECK(json_is_integer(json_object_get(reg, "tombstones")));
     CHECK(json_is_integer(json_object_get(reg, "syncs_started")));
     CHECK(json_is_integer(json_object_get(json_object_get(reg, "stream"), "frames_in")));
-    CHECK_EQ(json_object_size(c.json), 13);
+    CHECK_EQ(json_object_size(c.json), 17);
     json_decref(c.json);
 
     c = call_api(&api, "POST", "/v1/deregister/web-1", "", "");

@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, fail, free_port, hostport, run_tests, test  # noqa: E402
 
 INFO_KEYS = {"name", "addr", "generation", "incarnation", "health", "members", "packets",
-             "bytes", "drops", "protocol", "joining", "cluster_key", "registry"}
+             "bytes", "drops", "protocol", "joining", "cluster_key", "registry", "version",
+             "build", "uptime_s", "addresses"}
 INFO_SUB = {
     "members": {"alive", "suspect", "dead", "left"},
     "packets": {"in", "out"},

@@ -97,7 +97,8 @@ def t_promtool(h):
         if line.startswith("# TYPE "):
             name = line.split()[2]
             check(lines[i - 1].startswith("# HELP %s " % name), "HELP before TYPE of " + name)
-            check(name.startswith("shoal_"), "prefix: " + name)
+            # process_*: the standard process collector's names (CPU, RSS, fds)
+            check(name.startswith("shoal_") or name.startswith("process_"), "prefix: " + name)
             declared.add(name)
         elif not line.startswith("#"):
             name = re.match(r"^[a-z_]+", line).group(0)
