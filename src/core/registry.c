@@ -93,6 +93,7 @@ struct shoal_registry {
     int64_t next_unknown_sync;
 
     uint64_t index;
+    uint64_t index_base; /* the floor this run started from (unseen services) */
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
     bool push_pending;   /* new events to push before the next regular tick */
     bool applying_sync;  /* events from anti-entropy are not re-gossiped */
@@ -766,16 +767,22 @@ int shoal_registry_deregister(struct shoal_registry *r, int64_t now, const char 
 
 int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall_ms, const char *id)
 {
+    return shoal_registry_ttl_set(r, now, wall_ms, id, SHOAL_PASSING);
+}
+
+int shoal_registry_ttl_set(struct shoal_registry *r, int64_t now, int64_t wall_ms, const char *id,
+                           uint8_t health)
+{
     struct entry *e = own_entry(r, id);
     if (!e)
         return SHOAL_ENOENT;
-    if (!e->in.ttl_ms)
+    if (!e->in.ttl_ms || health >= SHOAL_HEALTH_COUNT)
         return SHOAL_EINVAL;
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
     own_touched(r, e); /* what we send must match what we signed */
-    e->ttl_health = SHOAL_PASSING;
-    uint8_t h = worst_health(e->in.checks, e->in.n_checks, SHOAL_PASSING);
+    e->ttl_health = health;
+    uint8_t h = worst_health(e->in.checks, e->in.n_checks, health);
     if (e->in.health == h)
         return 0;
     return own_update(r, now, e, h, false);
@@ -1557,7 +1564,15 @@ uint64_t shoal_registry_index(const struct shoal_registry *r, const char *servic
     if (!service)
         return r->index;
     const struct service *s = shoal_strmap_get(&r->services, service);
-    return s && s->index ? s->index : 1;
+    return s && s->index ? s->index : r->index_base;
+}
+
+void shoal_registry_index_floor(struct shoal_registry *r, uint64_t floor)
+{
+    if (floor > r->index) {
+        r->index = floor;
+        r->index_base = floor;
+    }
 }
 
 static int by_digest_owner(const void *a, const void *b)
@@ -1626,6 +1641,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
         r->cfg = *c;
         shoal_regauth_caps_defaults(&r->cfg);
         r->index = 1;
+        r->index_base = 1;
         r->self = owner_get(r, c->self, true);
         if (!r->self) {
             free(r);

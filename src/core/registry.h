@@ -302,6 +302,11 @@ int shoal_registry_deregister(struct shoal_registry *r, int64_t now, const char 
 /* TTL pass: marks it passing. SHOAL_ENOENT, or SHOAL_EINVAL if it has no TTL. */
 int shoal_registry_heartbeat(struct shoal_registry *r, int64_t now, int64_t wall_ms,
                              const char *id);
+/* A TTL update with a status (Consul's check pass/warn/fail): like a
+ * heartbeat, it restarts the TTL, and the TTL state becomes health.
+ * SHOAL_ENOENT, or SHOAL_EINVAL if it has no TTL or health is not one. */
+int shoal_registry_ttl_set(struct shoal_registry *r, int64_t now, int64_t wall_ms, const char *id,
+                           uint8_t health);
 /* Sets the health of one of ours (active checks). 0 or SHOAL_ENOENT. */
 int shoal_registry_set_health(struct shoal_registry *r, int64_t now, const char *id,
                               uint8_t health);
@@ -380,6 +385,10 @@ size_t shoal_registry_services(const struct shoal_registry *r, struct shoal_serv
 /* Change index for blocking queries: grows whenever what a query of
  * `service` may return changes (NULL: anything). Starts at 1. */
 uint64_t shoal_registry_index(const struct shoal_registry *r, const char *service);
+/* Raises the change index to at least floor (the agent's persisted lease,
+ * so an index never goes backward across restarts); a service not seen
+ * since answers floor. Call before anything else. */
+void shoal_registry_index_floor(struct shoal_registry *r, uint64_t floor);
 
 /* Per-owner digests (ours included), sorted by owner. */
 size_t shoal_registry_digests(const struct shoal_registry *r, struct shoal_reg_digest *out,

@@ -97,7 +97,10 @@ struct agent_opts {
     bool log_json;
     struct shoal_addr dns;  /* family 0: --dns off */
     bool dns_explicit;      /* --dns given: failing to bind it is fatal */
-    uint32_t dns_ttl_ms;
+    uint32_t dns_ttl_s;
+    char dns_domain[SHOAL_DNS_DOMAIN_MAX];
+    uint32_t dns_udp_answer_limit;
+    const char *datacenter;
     uint32_t check_rise, check_fall;
     const char *test_scope;
     const char *peer_scopes[AGENT_MAX_PEER_SCOPES];
@@ -167,6 +170,9 @@ enum {
     OPT_CONFIG_FILE,
     OPT_PRINT_CONFIG,
     OPT_HELP,
+    OPT_DNS_DOMAIN,
+    OPT_DNS_UDP_ANSWER_LIMIT,
+    OPT_DATACENTER,
 };
 
 #define R SHOAL_AF_REPEAT
@@ -237,8 +243,15 @@ static const struct shoal_agent_flag agent_options[] = {
      "keep a deregistration's tombstone this long", 0, "24h"},
     {"dns", required_argument, NULL, OPT_DNS, "IP:PORT|off",
      "serve DNS (UDP and TCP) here (default 127.0.0.1:8600); off: no DNS", 0, NULL},
-    {"dns-ttl", required_argument, NULL, OPT_DNS_TTL, "D",
-     "the TTL of DNS answers, whole seconds", 0, "0"},
+    {"dns-ttl", required_argument, NULL, OPT_DNS_TTL, "SECONDS",
+     "the TTL of DNS answers: whole seconds (5 or 5s); sub-second TTLs are refused", 0, "0"},
+    {"dns-domain", required_argument, NULL, OPT_DNS_DOMAIN, "DOMAIN",
+     "the DNS domain answered, names as Consul's: NAME.service.DOMAIN ('consul' works)", 0,
+     "shoal"},
+    {"dns-udp-answer-limit", required_argument, NULL, OPT_DNS_UDP_ANSWER_LIMIT, "N",
+     "records per UDP answer, TC set beyond so clients retry over TCP; 0 = no cap", 0, "3"},
+    {"datacenter", required_argument, NULL, OPT_DATACENTER, "DC",
+     "the datacenter name the Consul API and the DNS .DC. label answer to", 0, "dc1"},
     {"check-rise", required_argument, NULL, OPT_CHECK_RISE, "N",
      "successes in a row before a check passes, 1-100", 0, "1"},
     {"check-fall", required_argument, NULL, OPT_CHECK_FALL, "N",
@@ -383,6 +396,35 @@ static int parse_join_flag(struct agent_opts *o, const char *flag, const char *v
     return 0;
 }
 
+/* --dns-ttl: a bare number is seconds (DNS TTLs are whole seconds); a
+ * duration must be whole seconds too, so 500ms is refused, not rounded. */
+static int parse_dns_ttl_flag(const char *val, uint32_t *out)
+{
+    uint32_t ms;
+    if (val[0] >= '0' && val[0] <= '9' && strspn(val, "0123456789") == strlen(val))
+        return parse_count_flag("dns-ttl", val, 0, 604800, out);
+    if (shoal_duration_parse(val, &ms) != 0)
+        return bad_value("dns-ttl", val, "expected whole seconds such as 5, 5s or 1m");
+    if (ms % 1000)
+        return bad_value("dns-ttl", val, "DNS TTLs are whole seconds; sub-second TTLs are refused");
+    if (ms / 1000 > 604800)
+        return bad_value("dns-ttl", val, "must be at most 7 days");
+    *out = ms / 1000;
+    return 0;
+}
+
+/* NODE.node.DOMAIN: a member that is alive or suspect, at its address. */
+static bool agent_node_addr(void *ud, const char *name, uint8_t ip[16], uint8_t *iplen)
+{
+    struct shoal_member_info mi;
+    if (!shoal_swim_member_find(shoal_node_swim(ud), name, &mi) ||
+        (mi.status != SHOAL_ALIVE && mi.status != SHOAL_SUSPECT))
+        return false;
+    *iplen = mi.addr.family == 6 ? 16 : 4;
+    memcpy(ip, mi.addr.ip, *iplen);
+    return true;
+}
+
 static bool addr_is_wildcard(const struct shoal_addr *a)
 {
     static const uint8_t zero[16];
@@ -522,7 +564,7 @@ static int agent_apply(void *ud, const struct shoal_agent_flag *f, const char *v
         rc = parse_count_flag("check-fall", v, 1, SHOAL_CHECK_DAMP_MAX, &o->check_fall);
         break;
     case OPT_DNS_TTL:
-        rc = parse_duration_flag("dns-ttl", v, 0, &o->dns_ttl_ms);
+        rc = parse_dns_ttl_flag(v, &o->dns_ttl_s);
         break;
     case OPT_MAX_OWNER_INSTANCES:
         rc = parse_count_flag("max-owner-instances", v, 1, 100000000,
@@ -544,6 +586,22 @@ static int agent_apply(void *ud, const struct shoal_agent_flag *f, const char *v
     case OPT_TEST_PEER_SCOPE:
         rc = parse_peer_scope_flag(o, v);
         break;
+    case OPT_DNS_DOMAIN: {
+        const char *why = shoal_dns_domain_parse(v, o->dns_domain);
+        rc = why ? bad_value("dns-domain", v, why) : 0;
+        break;
+    }
+    case OPT_DNS_UDP_ANSWER_LIMIT:
+        rc = parse_count_flag("dns-udp-answer-limit", v, 0, 1024, &o->dns_udp_answer_limit);
+        break;
+    case OPT_DATACENTER: {
+        char dc[SHOAL_DNS_DOMAIN_MAX];
+        const char *why = strlen(v) >= 64 || strchr(v, '.') ? "expected one DNS label"
+                                                             : shoal_dns_domain_parse(v, dc);
+        rc = why ? bad_value("datacenter", v, why) : 0;
+        o->datacenter = v;
+        break;
+    }
     case OPT_CONFIG_FILE: /* read by agentconf.c */
     case OPT_PRINT_CONFIG:
     case OPT_HELP:
@@ -568,6 +626,9 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o, struct shoal
     o->log_level = SHOAL_LOG_INFO;
     o->check_rise = o->check_fall = 1;
     (void)shoal_addr_parse("127.0.0.1:8600", &o->dns);
+    snprintf(o->dns_domain, sizeof(o->dns_domain), "shoal");
+    o->dns_udp_answer_limit = SHOAL_DNS_UDP_ANSWER_LIMIT;
+    o->datacenter = "dc1";
 
     agent_conf = conf;
     rc = shoal_agentconf_load(conf, agent_options, AGENT_N_OPTIONS, argc, argv, "config-file");
@@ -852,6 +913,7 @@ static int agent_run(struct agent_opts *o)
     a.api.leave = agent_api_leave;
     a.api.loop = a.loop;
     a.api.svc = &a.svc;
+    a.api.datacenter = o->datacenter;
     a.http = shoal_http_server_new(a.loop, &o->http, shoal_api_handle, &a.api, &rc);
     if (!a.http) {
         fprintf(stderr, "shoal agent: cannot listen for HTTP on %s: %s\n", hs,
@@ -923,8 +985,8 @@ static int agent_run(struct agent_opts *o)
     if (o->dns.family) {
         char ds[SHOAL_ADDR_STRLEN];
         shoal_addr_format(&o->dns, ds, sizeof(ds));
-        a.dns = shoal_dns_server_new(a.loop, &o->dns, shoal_node_registry(a.node),
-                                     o->dns_ttl_ms / 1000, nc.swim.seed ^ 0x646e73u, &rc);
+        a.dns = shoal_dns_server_new(a.loop, &o->dns, shoal_node_registry(a.node), o->dns_ttl_s,
+                                     nc.swim.seed ^ 0x646e73u, &rc);
         if (!a.dns && o->dns_explicit) {
             fprintf(stderr, "shoal agent: cannot serve DNS on %s: %s\n", ds,
                     shoal_udp_strerror(rc));
@@ -934,8 +996,24 @@ static int agent_run(struct agent_opts *o)
             shoal_log_warn("agent", "cannot serve DNS on the default %s (%s); running without "
                            "DNS (set --dns IP:PORT or --dns off)", ds, shoal_udp_strerror(rc));
         else
-            shoal_log_info("agent", "DNS on %s (UDP and TCP), ttl %" PRIu32 "s", ds,
-                           o->dns_ttl_ms / 1000);
+            shoal_log_info("agent", "DNS on %s (UDP and TCP), domain %s, ttl %" PRIu32 "s", ds,
+                           o->dns_domain, o->dns_ttl_s);
+        if (a.dns) {
+            struct shoal_dns_zone z = {.udp_answer_limit = o->dns_udp_answer_limit,
+                                       .node_addr = agent_node_addr,
+                                       .node_ud = a.node};
+            struct shoal_addr at;
+            snprintf(z.domain, sizeof(z.domain), "%s", o->dns_domain);
+            snprintf(z.datacenter, sizeof(z.datacenter), "%s", o->datacenter);
+            /* ns.DOMAIN is this server: its own address, or the node's
+             * advertised one when it listens on a wildcard */
+            shoal_dns_server_addr(a.dns, &at);
+            if (addr_is_wildcard(&at))
+                at = *shoal_node_addr(a.node);
+            z.ns_iplen = at.family == 6 ? 16 : 4;
+            memcpy(z.ns_ip, at.ip, z.ns_iplen);
+            shoal_dns_server_set_zone(a.dns, &z);
+        }
         a.metrics.dns = a.dns;
         if (a.dns)
             a.api.dns_addr = o->dns;

@@ -16,6 +16,7 @@
  */
 #include "io/api.h"
 #include "io/checkspec.h"
+#include "io/consul_api.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -1102,6 +1103,7 @@ void shoal_api_registry_changed(struct shoal_api *api)
     struct api_waiter *ready = NULL;
     const struct shoal_registry *r;
 
+    shoal_consul_registry_changed(api);
     if (!api->waiters || !api->waiters->n)
         return;
     r = shoal_node_registry(api->node);
@@ -1121,12 +1123,16 @@ void shoal_api_registry_changed(struct shoal_api *api)
     }
 }
 
-size_t shoal_api_waiting(const struct shoal_api *api) { return api->waiters ? api->waiters->n : 0; }
+size_t shoal_api_waiting(const struct shoal_api *api)
+{
+    return (api->waiters ? api->waiters->n : 0) + shoal_consul_waiting(api);
+}
 
 void shoal_api_close(struct shoal_api *api)
 {
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
+    shoal_consul_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1415,10 +1421,9 @@ static const struct api_route routes[] = {
     {"/metrics", "GET", api_metrics},
 };
 
-void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,
+bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
                       struct shoal_http_resp *resp)
 {
-    struct shoal_api *api = ud;
     char p[API_ECHO_MAX + 1], m[API_ECHO_MAX + 1];
     char arg[SHOAL_ID_MAX * 3 + 1];
 
@@ -1440,17 +1445,29 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
         if (strcmp(req->method, routes[i].method) != 0) {
             echo_safe(m, sizeof(m), req->method);
             reply_error(resp, 405, "method %s not allowed on %s; use %s", m, rp, routes[i].method);
-            return;
+            return true;
         }
         arg[0] = 0;
         if (prefix && !url_decode(rest, strlen(rest), arg, sizeof(arg))) {
             echo_safe(p, sizeof(p), rest);
             reply_error(resp, 400, "'%s' is too long for an instance id or service name", p);
-            return;
+            return true;
         }
         routes[i].fn(api, conn_id, req, arg, resp);
-        return;
+        return true;
     }
+    return false;
+}
+
+void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,
+                      struct shoal_http_resp *resp)
+{
+    struct shoal_api *api = ud;
+    char p[API_ECHO_MAX + 1];
+
+    /* Native routes first: they win where a path could mean both. */
+    if (shoal_api_native(api, conn_id, req, resp) || shoal_consul_handle(api, conn_id, req, resp))
+        return;
     echo_safe(p, sizeof(p), req->path);
     reply_error(resp, 404, "no such endpoint: %s", p);
 }

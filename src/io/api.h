@@ -12,12 +12,16 @@
  *   POST /v1/release/NAME/ID    ends a least-conn lease of resolve (io/resolve.h)
  *   GET  /v1/registry           counts, digests and stats of this replica
  *   GET  /metrics               Prometheus text format 0.0.4 (io/metrics.h)
+ *   /v1/agent/.., /v1/catalog/.., /v1/health/.., /v1/status/.., /v1/sd/prometheus:
+ *                               Consul's API and Prometheus http_sd (io/consul_api.h);
+ *                               a native route wins where paths collide
  * Errors are {"error":"message"} with 400, 404, 405, 500 or 503. The handler
  * has the signature of shoal_http_handler, with a struct shoal_api as ud.
  */
 #ifndef SHOAL_IO_API_H
 #define SHOAL_IO_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,10 +60,20 @@ struct shoal_api {
     struct shoal_joinset *joins;
     struct api_waiters *waiters; /* private; shoal_api_close() frees it */
     struct shoal_resolver *resolver; /* private (io/resolve.h); shoal_api_close() frees it */
+    /* The Consul-compatible API (io/consul_api.h): the datacenter name
+     * it answers for ("dc1" when NULL), and its private state. */
+    const char *datacenter;
+    struct shoal_consul *consul; /* private; shoal_api_close() frees it */
 };
 
 /* A shoal_http_handler: ud is a struct shoal_api *. resp->body is malloc'd. */
 void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *req,
+                      struct shoal_http_resp *resp);
+
+/* Routes req through the native table only (no Consul paths): what the
+ * Consul handlers call to reuse the native register/deregister rules.
+ * Returns false (resp untouched) when no native route matches the path. */
+bool shoal_api_native(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
                       struct shoal_http_resp *resp);
 
 /* Answers every blocking query whose service index has moved (the node's

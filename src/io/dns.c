@@ -274,6 +274,11 @@ void shoal_dns_server_free(struct shoal_dns_server *s)
     free(s);
 }
 
+void shoal_dns_server_set_zone(struct shoal_dns_server *s, const struct shoal_dns_zone *z)
+{
+    s->resp.zone = *z;
+}
+
 void shoal_dns_server_set_idle_timeout(struct shoal_dns_server *s, double seconds)
 {
     s->idle_s = seconds;

@@ -31,6 +31,9 @@ struct shoal_dns_server;
 struct shoal_dns_server *shoal_dns_server_new(struct ev_loop *loop, const struct shoal_addr *bind,
                                               const struct shoal_registry *registry, uint32_t ttl_s,
                                               uint64_t seed, int *err);
+/* Sets the zone's domain, datacenter, UDP answer cap, NS address and node
+ * lookup (io/dnswire.h; copied). */
+void shoal_dns_server_set_zone(struct shoal_dns_server *s, const struct shoal_dns_zone *z);
 /* Closes TCP connections without a complete query for this long
  * (SHOAL_DNS_TCP_IDLE_S unless set); applies to connections accepted later. */
 void shoal_dns_server_set_idle_timeout(struct shoal_dns_server *s, double seconds);

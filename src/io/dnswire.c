@@ -9,10 +9,12 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/registry.h"
+#include "io/dnsname.h"
 
 enum {
     T_A = 1,
@@ -246,49 +248,97 @@ struct reply {
     struct shoal_dns_responder *r;
     const struct shoal_dns_question *q;
     struct writer w;
-    size_t limit; /* bytes the records may use (OPT reserved) */
+    size_t limit;   /* bytes the records may use (OPT reserved) */
+    size_t max_an;  /* records in the answer section (UDP cap) */
     uint16_t an, ns, ar;
     bool tc;
     int rcode;
+    /* the zone's names as labels: [0] "ns"/"hostmaster"/"addr", then the domain */
+    const char *dom[SHOAL_DNS_MAX_LABELS];
+    uint8_t dom_len[SHOAL_DNS_MAX_LABELS];
+    size_t n_dom;
+    char dom_text[SHOAL_DNS_DOMAIN_MAX];
 };
 
-static const char *const soa_labels[] = {"shoal"};
-static const uint8_t soa_lens[] = {5};
+/* A record's undo point: the writer and the section counts. */
+struct rmark {
+    struct mark m;
+    uint16_t an, ns, ar;
+};
+
+static struct rmark r_mark(const struct reply *rp)
+{
+    return (struct rmark){w_mark(&rp->w), rp->an, rp->ns, rp->ar};
+}
+
+static void r_reset(struct reply *rp, struct rmark m)
+{
+    rp->w.len = m.m.len;
+    rp->w.n_comp = m.m.n_comp;
+    rp->w.full = false;
+    rp->an = m.an;
+    rp->ns = m.ns;
+    rp->ar = m.ar;
+}
+
+/* The domain's labels behind an optional first label (NULL: none) into
+ * labels/lens; returns the count. */
+static size_t zone_name(const struct reply *rp, const char *first, const char **labels,
+                        uint8_t *lens)
+{
+    size_t n = 0;
+    if (first) {
+        labels[n] = first;
+        lens[n++] = (uint8_t)strlen(first);
+    }
+    for (size_t i = 0; i < rp->n_dom; i++, n++) {
+        labels[n] = rp->dom[i];
+        lens[n] = rp->dom_len[i];
+    }
+    return n;
+}
+
+/* Fixes the RDLENGTH written at rdlen_at once the RDATA is complete. */
+static void w_rdlen(struct writer *w, size_t rdlen_at)
+{
+    if (!w->full) {
+        size_t rdlen = w->len - rdlen_at - 2;
+        w->buf[rdlen_at] = (uint8_t)(rdlen >> 8);
+        w->buf[rdlen_at + 1] = (uint8_t)rdlen;
+    }
+}
 
 static void add_soa(struct reply *rp, bool answer)
 {
+    const char *l[SHOAL_DNS_MAX_LABELS];
+    uint8_t ll[SHOAL_DNS_MAX_LABELS];
     struct mark m = w_mark(&rp->w);
     uint32_t serial = (uint32_t)shoal_registry_index(rp->r->registry, NULL);
-    w_rr_head(&rp->w, soa_labels, soa_lens, 1, T_SOA, rp->r->ttl_s);
+    size_t n = zone_name(rp, NULL, l, ll);
+    w_rr_head(&rp->w, l, ll, n, T_SOA, rp->r->ttl_s);
     size_t rdlen_at = rp->w.len;
     w_u16(&rp->w, 0);
-    w_dotted(&rp->w, "ns.shoal");
-    w_dotted(&rp->w, "hostmaster.shoal");
+    n = zone_name(rp, "ns", l, ll);
+    w_name(&rp->w, l, ll, n);
+    n = zone_name(rp, "hostmaster", l, ll);
+    w_name(&rp->w, l, ll, n);
     w_u32(&rp->w, serial);
     w_u32(&rp->w, 3600);         /* refresh */
     w_u32(&rp->w, 600);          /* retry */
     w_u32(&rp->w, 86400);        /* expire */
     w_u32(&rp->w, rp->r->ttl_s); /* negative-caching TTL (RFC 2308): ours */
-    if (!rp->w.full) {
-        size_t rdlen = rp->w.len - rdlen_at - 2;
-        rp->w.buf[rdlen_at] = (uint8_t)(rdlen >> 8);
-        rp->w.buf[rdlen_at + 1] = (uint8_t)rdlen;
-    }
+    w_rdlen(&rp->w, rdlen_at);
     if (w_commit(&rp->w, m, rp->limit)) {
         if (answer)
             rp->an++;
         else
             rp->ns++;
-    } else {
+    } else if (answer) {
         rp->tc = true;
     }
-}
-
-/* The SRV target of an IP literal: 8 or 32 hex digits, then addr.shoal. */
-static void hex_label(char *out, const uint8_t *ip, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", ip[i]);
+    /* An authority SOA that does not fit (a UDP reply is at most 3x a short
+     * query) is left out: the negative answer is complete, only not
+     * cacheable (RFC 2308 5). */
 }
 
 /* An A or AAAA record for ip (4 or 16 bytes) under the given owner name. */
@@ -296,6 +346,8 @@ static bool add_addr(struct reply *rp, const char *const *labels, const uint8_t 
                      const uint8_t *ip, size_t iplen, bool additional)
 {
     struct mark m = w_mark(&rp->w);
+    if (!additional && rp->an >= rp->max_an)
+        return false;
     w_rr_head(&rp->w, labels, lens, n, iplen == 4 ? T_A : T_AAAA, rp->r->ttl_s);
     w_u16(&rp->w, (uint16_t)iplen);
     w_bytes(&rp->w, ip, iplen);
@@ -306,6 +358,60 @@ static bool add_addr(struct reply *rp, const char *const *labels, const uint8_t 
     else
         rp->an++;
     return true;
+}
+
+/* ns.DOMAIN's address: the server's own, else 127.0.0.1. */
+static void ns_ip(const struct reply *rp, uint8_t ip[16], size_t *iplen)
+{
+    const struct shoal_dns_zone *z = &rp->r->zone;
+    static const uint8_t lo[4] = {127, 0, 0, 1};
+    *iplen = z->ns_iplen == 4 || z->ns_iplen == 16 ? z->ns_iplen : 4;
+    memcpy(ip, *iplen == 4 && z->ns_iplen != 4 ? lo : z->ns_ip, *iplen);
+}
+
+/* The apex: SOA, NS (with ns.DOMAIN's address as additional data). */
+static void answer_apex(struct reply *rp)
+{
+    uint16_t t = rp->q->qtype;
+    if (t == T_NS) {
+        const char *l[SHOAL_DNS_MAX_LABELS], *nl[SHOAL_DNS_MAX_LABELS];
+        uint8_t ll[SHOAL_DNS_MAX_LABELS], nll[SHOAL_DNS_MAX_LABELS];
+        size_t n = zone_name(rp, NULL, l, ll), nn = zone_name(rp, "ns", nl, nll);
+        struct mark m = w_mark(&rp->w);
+        w_rr_head(&rp->w, l, ll, n, T_NS, rp->r->ttl_s);
+        size_t rdlen_at = rp->w.len;
+        w_u16(&rp->w, 0);
+        w_name(&rp->w, nl, nll, nn);
+        w_rdlen(&rp->w, rdlen_at);
+        if (!w_commit(&rp->w, m, rp->limit)) {
+            rp->tc = true;
+            return;
+        }
+        rp->an++;
+        uint8_t ip[16];
+        size_t iplen;
+        ns_ip(rp, ip, &iplen);
+        if (!add_addr(rp, nl, nll, nn, ip, iplen, true))
+            rp->tc = true;
+        return;
+    }
+    add_soa(rp, t == T_SOA || t == T_ANY); /* ANY: the SOA alone (RFC 8482) */
+}
+
+static void answer_ns(struct reply *rp)
+{
+    uint16_t t = rp->q->qtype;
+    uint8_t ip[16];
+    size_t iplen;
+    ns_ip(rp, ip, &iplen);
+    const char *l[SHOAL_DNS_MAX_LABELS];
+    uint8_t ll[SHOAL_DNS_MAX_LABELS];
+    size_t n = zone_name(rp, "ns", l, ll);
+    bool match = t == T_ANY || (t == T_A && iplen == 4) || (t == T_AAAA && iplen == 16);
+    if (match && !add_addr(rp, l, ll, n, ip, iplen, false))
+        rp->tc = true;
+    else if (!match)
+        add_soa(rp, false);
 }
 
 /* The question's name, as labels (for answers at it: compressed to 0xC00C). */
@@ -354,11 +460,116 @@ static bool host_name_ok(const char *s)
     }
 }
 
-static void answer_service(struct reply *rp, const char *service, const char *tag)
+/* An instance's SRV target label: its IP then its port in hex, so every
+ * endpoint has its own name (a client that maps targets to servers sees
+ * each one) and the name resolves without state: 12 or 36 hex digits. */
+static void target_label(char *out, const struct inst_addr *a)
+{
+    for (size_t i = 0; i < a->iplen; i++)
+        sprintf(out + 2 * i, "%02x", a->ip[i]);
+    sprintf(out + 2 * a->iplen, "%04x", (unsigned)a->in->port);
+}
+
+static bool same_ip(const struct inst_addr *a, const struct inst_addr *b)
+{
+    return a->iplen == b->iplen && memcmp(a->ip, b->ip, a->iplen) == 0;
+}
+
+/* Writes the answer for ia[0..n) in that order: address records (identical
+ * ones collapsed) or SRV records with their targets' addresses. */
+static void emit_service(struct reply *rp, const struct inst_addr *ia, size_t n)
 {
     const struct shoal_dns_question *q = rp->q;
+    const char *ql[SHOAL_DNS_MAX_LABELS];
+    uint8_t qlen[SHOAL_DNS_MAX_LABELS];
+    qname(q, ql, qlen);
+    bool any = q->qtype == T_ANY;
+    bool has4 = false;
+    for (size_t i = 0; i < n && !has4; i++)
+        has4 = ia[i].iplen == 4;
+    /* ANY gets one RRset (RFC 8482 4.2): the addresses, IPv4 if any */
+    bool want_a = q->qtype == T_A || (any && has4);
+    bool want_aaaa = q->qtype == T_AAAA || (any && !has4);
+    size_t answered = 0;
+
+    if (want_a || want_aaaa) {
+        for (size_t i = 0; i < n && !rp->tc; i++) {
+            if (!((ia[i].iplen == 4 && want_a) || (ia[i].iplen == 16 && want_aaaa)))
+                continue;
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = same_ip(&ia[j], &ia[i]);
+            if (dup)
+                continue;
+            if (!add_addr(rp, ql, qlen, q->n_labels, ia[i].ip, ia[i].iplen, false))
+                rp->tc = true;
+            else
+                answered++;
+        }
+    } else if (q->qtype == T_SRV) {
+        const char *tl[SHOAL_DNS_MAX_LABELS];
+        uint8_t tlen[SHOAL_DNS_MAX_LABELS];
+        char hex[37];
+        size_t nt = zone_name(rp, "addr", tl + 1, tlen + 1) + 1;
+        tl[0] = hex;
+        size_t done = 0;
+        for (size_t i = 0; i < n && !rp->tc; i++) {
+            struct mark m = w_mark(&rp->w);
+            if (ia[i].iplen == 0 && !host_name_ok(ia[i].in->address))
+                continue; /* neither an IP nor a DNS name: no usable target */
+            if (rp->an >= rp->max_an) {
+                rp->tc = true;
+                break;
+            }
+            w_rr_head(&rp->w, ql, qlen, q->n_labels, T_SRV, rp->r->ttl_s);
+            size_t rdlen_at = rp->w.len;
+            w_u16(&rp->w, 0);
+            w_u16(&rp->w, 1); /* priority */
+            w_u16(&rp->w, 1); /* weight */
+            w_u16(&rp->w, ia[i].in->port);
+            if (ia[i].iplen) {
+                target_label(hex, &ia[i]);
+                tlen[0] = (uint8_t)strlen(hex);
+                w_name(&rp->w, tl, tlen, nt);
+            } else {
+                w_dotted(&rp->w, ia[i].in->address);
+            }
+            w_rdlen(&rp->w, rdlen_at);
+            if (!w_commit(&rp->w, m, rp->limit)) {
+                rp->tc = true;
+                break;
+            }
+            rp->an++;
+            answered++;
+            done = i + 1;
+        }
+        /* Additional: each answered target's address. One that does not fit
+         * sets TC, so a resolver asks again over TCP rather than caching an
+         * SRV set whose targets it must look up one by one. */
+        for (size_t i = 0; i < done; i++) {
+            if (ia[i].iplen == 0)
+                continue;
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = same_ip(&ia[j], &ia[i]) && ia[j].in->port == ia[i].in->port;
+            if (dup)
+                continue;
+            target_label(hex, &ia[i]);
+            tlen[0] = (uint8_t)strlen(hex);
+            if (!add_addr(rp, tl, tlen, nt, ia[i].ip, ia[i].iplen, true)) {
+                rp->tc = true;
+                break;
+            }
+        }
+    }
+    if (answered == 0 && !rp->tc)
+        add_soa(rp, false); /* NODATA (RFC 2308 2.2) */
+}
+
+static void answer_service(struct reply *rp, const char *service, const char *tag)
+{
     static const struct shoal_instance *found[SHOAL_DNS_MAX_ANSWERS];
-    static struct inst_addr ia[SHOAL_DNS_MAX_ANSWERS];
+    static struct inst_addr ia[SHOAL_DNS_MAX_ANSWERS], stable[SHOAL_DNS_MAX_ANSWERS];
     const char *tags[1] = {tag};
     struct shoal_query query = {.service = service, .tags = tags, .n_tags = tag ? 1 : 0};
     size_t n = shoal_registry_query(rp->r->registry, &query, found, SHOAL_DNS_MAX_ANSWERS);
@@ -378,6 +589,7 @@ static void answer_service(struct reply *rp, const char *service, const char *ta
             ia[i].iplen = 16;
         else
             ia[i].iplen = 0;
+        stable[i] = ia[i]; /* the registry's order: (owner, id) */
     }
     for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
         size_t j = (size_t)(rng_next(&rp->r->rng) % i);
@@ -385,76 +597,16 @@ static void answer_service(struct reply *rp, const char *service, const char *ta
         ia[i - 1] = ia[j];
         ia[j] = t;
     }
-
-    const char *ql[SHOAL_DNS_MAX_LABELS];
-    uint8_t qlen[SHOAL_DNS_MAX_LABELS];
-    qname(q, ql, qlen);
-    bool want_a = q->qtype == T_A || q->qtype == T_ANY;
-    bool want_aaaa = q->qtype == T_AAAA || q->qtype == T_ANY;
-    bool want_srv = q->qtype == T_SRV || q->qtype == T_ANY;
-    size_t answered = 0;
-
-    for (size_t i = 0; i < n && !rp->tc; i++) {
-        if ((ia[i].iplen == 4 && want_a) || (ia[i].iplen == 16 && want_aaaa)) {
-            if (!add_addr(rp, ql, qlen, q->n_labels, ia[i].ip, ia[i].iplen, false))
-                rp->tc = true;
-            else
-                answered++;
-        }
+    struct rmark m = r_mark(rp);
+    emit_service(rp, ia, n);
+    if (rp->tc) {
+        /* A truncated answer is a stable subset, so a client that uses it
+         * does not swap servers in and out on every refresh. */
+        r_reset(rp, m);
+        rp->tc = false;
+        emit_service(rp, stable, n);
+        rp->tc = true;
     }
-    if (want_srv) {
-        for (size_t i = 0; i < n && !rp->tc; i++) {
-            char hex[33];
-            const char *tl[SHOAL_DNS_MAX_LABELS] = {hex, "addr", "shoal"};
-            uint8_t tlen[SHOAL_DNS_MAX_LABELS] = {0, 4, 5};
-            struct mark m = w_mark(&rp->w);
-            if (ia[i].iplen == 0 && !host_name_ok(ia[i].in->address))
-                continue; /* neither an IP nor a DNS name: no usable target */
-            w_rr_head(&rp->w, ql, qlen, q->n_labels, T_SRV, rp->r->ttl_s);
-            size_t rdlen_at = rp->w.len;
-            w_u16(&rp->w, 0);
-            w_u16(&rp->w, 1); /* priority */
-            w_u16(&rp->w, 1); /* weight */
-            w_u16(&rp->w, ia[i].in->port);
-            if (ia[i].iplen) {
-                hex_label(hex, ia[i].ip, ia[i].iplen);
-                tlen[0] = (uint8_t)(2 * ia[i].iplen);
-                w_name(&rp->w, tl, tlen, 3);
-            } else {
-                w_dotted(&rp->w, ia[i].in->address);
-            }
-            if (!rp->w.full) {
-                size_t rdlen = rp->w.len - rdlen_at - 2;
-                rp->w.buf[rdlen_at] = (uint8_t)(rdlen >> 8);
-                rp->w.buf[rdlen_at + 1] = (uint8_t)rdlen;
-            }
-            if (!w_commit(&rp->w, m, rp->limit)) {
-                rp->tc = true;
-                break;
-            }
-            rp->an++;
-            answered++;
-        }
-        /* Additional: the targets' addresses, once each, while they fit
-         * (RFC 2181 9: leaving them out does not set TC). */
-        for (size_t i = 0; i < n && !rp->tc; i++) {
-            char hex[33];
-            const char *tl[3] = {hex, "addr", "shoal"};
-            uint8_t tlen[3] = {(uint8_t)(2 * ia[i].iplen), 4, 5};
-            bool dup = false;
-            if (ia[i].iplen == 0)
-                continue;
-            for (size_t j = 0; j < i && !dup; j++)
-                dup = ia[j].iplen == ia[i].iplen && memcmp(ia[j].ip, ia[i].ip, ia[i].iplen) == 0;
-            if (dup)
-                continue;
-            hex_label(hex, ia[i].ip, ia[i].iplen);
-            if (!add_addr(rp, tl, tlen, 3, ia[i].ip, ia[i].iplen, true))
-                break;
-        }
-    }
-    if (answered == 0 && !rp->tc)
-        add_soa(rp, false); /* NODATA (RFC 2308 2.2) */
 }
 
 static int hexval(char c)
@@ -476,16 +628,10 @@ static bool hex_decode(const char *s, size_t n, uint8_t *out)
     return true;
 }
 
-static void answer_addr(struct reply *rp)
+/* An address record at the question's name, or NODATA for another type. */
+static void answer_ip(struct reply *rp, const uint8_t *ip, size_t iplen)
 {
     const struct shoal_dns_question *q = rp->q;
-    uint8_t ip[16];
-    size_t l = q->label_len[0], iplen = l == 8 ? 4 : l == 32 ? 16 : 0;
-    if (!iplen || !hex_decode(q->labels[0], iplen, ip)) {
-        rp->rcode = RC_NXDOMAIN;
-        add_soa(rp, false);
-        return;
-    }
     const char *ql[SHOAL_DNS_MAX_LABELS];
     uint8_t qlen[SHOAL_DNS_MAX_LABELS];
     qname(q, ql, qlen);
@@ -497,62 +643,95 @@ static void answer_addr(struct reply *rp)
         add_soa(rp, false);
 }
 
-static bool label_is(const struct shoal_dns_question *q, size_t i, const char *s)
+/* HEXIP.addr (8 or 32 digits, Consul's form) or HEXIP+PORT (12 or 36). */
+static void answer_addr(struct reply *rp, const char *label)
 {
-    return strlen(q->labels[i]) == q->label_len[i] && strcasecmp(q->labels[i], s) == 0;
+    uint8_t ip[16];
+    size_t l = strlen(label);
+    size_t iplen = l == 8 || l == 12 ? 4 : l == 32 || l == 36 ? 16 : 0;
+    uint8_t port[2];
+    if (!iplen || !hex_decode(label, iplen, ip) ||
+        (l > 2 * iplen && !hex_decode(label + 2 * iplen, 2, port))) {
+        rp->rcode = RC_NXDOMAIN;
+        add_soa(rp, false);
+        return;
+    }
+    answer_ip(rp, ip, iplen);
 }
 
-/* A label usable as a service or tag name: no NUL or dot inside. */
-static bool label_clean(const struct shoal_dns_question *q, size_t i)
+static void answer_node(struct reply *rp, const char *node)
 {
-    return strlen(q->labels[i]) == q->label_len[i] && !strchr(q->labels[i], '.');
+    const struct shoal_dns_zone *z = &rp->r->zone;
+    uint8_t ip[16], iplen = 0;
+    if (!z->node_addr || !z->node_addr(z->node_ud, node, ip, &iplen) ||
+        (iplen != 4 && iplen != 16)) {
+        rp->rcode = RC_NXDOMAIN;
+        add_soa(rp, false);
+        return;
+    }
+    answer_ip(rp, ip, iplen);
+}
+
+/* _tcp.service (any service) or _TAG.service (any passing instance with
+ * TAG): an empty non-terminal when names exist below it. */
+static bool tag_exists(const struct shoal_registry *reg, const char *tag)
+{
+    size_t n = shoal_registry_services(reg, NULL, 0);
+    if (!*tag || n == 0)
+        return n > 0;
+    struct shoal_service_summary *v = calloc(n, sizeof(*v));
+    bool found = false;
+    if (!v)
+        return true; /* out of memory: NODATA is the safer wrong answer */
+    n = shoal_registry_services(reg, v, n);
+    for (size_t i = 0; i < n && !found; i++) {
+        const char *tags[1] = {tag};
+        struct shoal_query sq = {.service = v[i].name, .tags = tags, .n_tags = 1};
+        found = shoal_registry_query(reg, &sq, NULL, 0) > 0;
+    }
+    free(v);
+    return found;
 }
 
 static void answer(struct reply *rp)
 {
     const struct shoal_dns_question *q = rp->q;
-    size_t n = q->n_labels;
-    char service[64];
+    static struct shoal_dns_name nm;
 
-    if (n == 0 || !label_is(q, n - 1, "shoal") || (q->qclass != C_IN && q->qclass != C_ANY)) {
+    if (q->qclass != C_IN && q->qclass != C_ANY) {
         rp->rcode = RC_REFUSED;
         return;
     }
-    if (n == 1) { /* the apex */
-        if (q->qtype == T_SOA || q->qtype == T_ANY)
-            add_soa(rp, true);
-        else
+    switch (shoal_dns_name_classify(q, &rp->r->zone, &nm)) {
+    case SHOAL_DNS_N_OUTSIDE:
+        rp->rcode = RC_REFUSED;
+        return;
+    case SHOAL_DNS_N_APEX:
+        answer_apex(rp);
+        return;
+    case SHOAL_DNS_N_NS:
+        answer_ns(rp);
+        return;
+    case SHOAL_DNS_N_ENT:
+        add_soa(rp, false); /* NODATA */
+        return;
+    case SHOAL_DNS_N_TAG_ENT:
+        if (tag_exists(rp->r->registry, nm.tag)) {
             add_soa(rp, false);
-        return;
-    }
-    if (n == 2 && (label_is(q, 0, "service") || label_is(q, 0, "addr"))) {
-        add_soa(rp, false); /* empty non-terminal: NODATA */
-        return;
-    }
-    if (n == 3 && label_is(q, 1, "addr")) {
-        answer_addr(rp);
-        return;
-    }
-    if ((n == 3 || n == 4) && label_is(q, n - 2, "service") && label_clean(q, 0) &&
-        label_clean(q, 1)) {
-        const char *svc, *tag = NULL;
-        if (n == 3) {
-            svc = q->labels[0];
-        } else if (q->labels[0][0] == '_' && q->labels[1][0] == '_') {
-            svc = q->labels[0] + 1; /* _NAME._tcp (RFC 2782) or _NAME._TAG (Consul) */
-            if (!label_is(q, 1, "_tcp"))
-                tag = q->labels[1] + 1;
-        } else {
-            tag = q->labels[0];
-            svc = q->labels[1];
-        }
-        size_t l = strlen(svc);
-        for (size_t i = 0; i <= l; i++) /* service names are lower case; DNS is not */
-            service[i] = (char)(svc[i] >= 'A' && svc[i] <= 'Z' ? svc[i] + 32 : svc[i]);
-        if (l > 0 && (!tag || *tag)) {
-            answer_service(rp, service, tag);
             return;
         }
+        break;
+    case SHOAL_DNS_N_ADDR:
+        answer_addr(rp, nm.label);
+        return;
+    case SHOAL_DNS_N_NODE:
+        answer_node(rp, nm.label);
+        return;
+    case SHOAL_DNS_N_SERVICE:
+        answer_service(rp, nm.service, nm.tag[0] ? nm.tag : NULL);
+        return;
+    default:
+        break;
     }
     rp->rcode = RC_NXDOMAIN;
     add_soa(rp, false);
@@ -611,9 +790,23 @@ size_t shoal_dns_respond(struct shoal_dns_responder *r, const uint8_t *in, size_
         limit = q.edns_size < SHOAL_DNS_UDP_PLAIN ? SHOAL_DNS_UDP_PLAIN
                 : q.edns_size > SHOAL_DNS_UDP_MAX ? SHOAL_DNS_UDP_MAX
                                                   : q.edns_size;
+    /* No amplification: a UDP reply is never more than 3x the query (what
+     * does not fit is cut with TC; the client asks again over TCP). */
+    if (!tcp && limit > 3 * len)
+        limit = 3 * len;
     if (limit > cap)
         limit = cap;
     rp.limit = limit - (q.edns ? DNS_OPT_BYTES : 0);
+    rp.max_an = !tcp && r->zone.udp_answer_limit ? r->zone.udp_answer_limit : SIZE_MAX;
+    snprintf(rp.dom_text, sizeof(rp.dom_text), "%s", shoal_dns_zone_domain(&r->zone));
+    for (char *p = rp.dom_text, *dot; p && rp.n_dom < SHOAL_DNS_MAX_LABELS;
+         p = dot ? dot + 1 : NULL) {
+        dot = strchr(p, '.');
+        if (dot)
+            *dot = 0;
+        rp.dom[rp.n_dom] = p;
+        rp.dom_len[rp.n_dom++] = (uint8_t)strlen(p);
+    }
 
     /* Header (counts and flags filled at the end), then the question. */
     rp.w.len = DNS_HEADER;

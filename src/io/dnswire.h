@@ -1,12 +1,18 @@
 /* dnswire.h -- the DNS interface's wire format and answers, sans-IO.
  *
  * shoal_dns_respond() turns one query (RFC 1035 message, optional EDNS0 OPT
- * record, RFC 6891) into one reply from the registry replica: A/AAAA/SRV at
- * NAME.service.shoal, _NAME._TAG.service.shoal (RFC 2782; _tcp = no tag) and
- * TAG.NAME.service.shoal, A/AAAA at HEX.addr.shoal (the SRV targets, as
- * Consul names them). Parsing is bounded (no read past the packet, at most
- * 255-byte names, pointers only backwards); output is name-compressed and
- * cut at the transport's limit with TC set. Socket handling is io/dns.h.
+ * record, RFC 6891) into one reply from the registry replica, in Consul's
+ * names under DOMAIN (default shoal; an optional .DC. label before it):
+ * A/AAAA/SRV at NAME.service, _NAME._TAG.service (RFC 2782; _tcp = no tag)
+ * and TAG.NAME.service; A/AAAA at NODE.node and at HEXIP[PORT].addr (the
+ * SRV targets: one name per instance endpoint); NS and SOA at the apex with
+ * ns.DOMAIN's address; NODATA at empty non-terminals. Parsing is bounded
+ * (no read past the packet, at most 255-byte names, pointers only
+ * backwards); output is name-compressed and cut at the transport's limit
+ * with TC set. Over UDP a reply is at most 3x the query (no amplification),
+ * answers hold at most zone.udp_answer_limit records, ANY is answered
+ * minimally (RFC 8482), and a truncated set is in a stable order. Socket
+ * handling is io/dns.h; the Consul-form name parsing is io/dnsname.c.
  */
 #ifndef SHOAL_IO_DNSWIRE_H
 #define SHOAL_IO_DNSWIRE_H
@@ -49,12 +55,32 @@ struct shoal_dns_counters {
     uint64_t tcp_accepted, tcp_rejected, tcp_closed_idle, tcp_open;
 };
 
+/* The zone's shape. Zeroed fields take the defaults: domain "shoal",
+ * datacenter "dc1", no UDP answer cap, NS address 127.0.0.1, no node names. */
+#define SHOAL_DNS_DOMAIN_MAX 128
+#define SHOAL_DNS_UDP_ANSWER_LIMIT 3 /* the agent's default, Consul's udp_answer_limit */
+struct shoal_dns_zone {
+    char domain[SHOAL_DNS_DOMAIN_MAX]; /* lower case, no trailing dot: "shoal", "consul" */
+    char datacenter[64];               /* the optional .DC. label */
+    uint32_t udp_answer_limit;         /* records in a UDP answer section; 0: no cap */
+    uint8_t ns_ip[16];                 /* the address of ns.DOMAIN (this server) */
+    uint8_t ns_iplen;                  /* 4 or 16; 0: 127.0.0.1 */
+    /* NODE.node.DOMAIN: the address of a live member, or false. */
+    bool (*node_addr)(void *ud, const char *name, uint8_t ip[16], uint8_t *iplen);
+    void *node_ud;
+};
+
 struct shoal_dns_responder {
     const struct shoal_registry *registry; /* borrowed */
     uint32_t ttl_s;                        /* TTL of every record (0, as Consul) */
     uint64_t rng;                          /* shuffle state; seed it (nonzero) */
+    struct shoal_dns_zone zone;
     struct shoal_dns_counters c;
 };
+
+/* Checks a --dns-domain value and writes it lower case without a trailing
+ * dot into out. Returns NULL, or a sentence saying what is wrong. */
+const char *shoal_dns_domain_parse(const char *s, char out[SHOAL_DNS_DOMAIN_MAX]);
 
 /* Answers one query of len bytes into out (cap bytes, at least 512). tcp
  * selects the size limit (65535 rather than 512 or the EDNS0 size). Returns

@@ -206,9 +206,9 @@ static const char *status_text(int status)
 /* Queues one response; takes ownership of body. 1xx, 204 and 304 carry no
  * body (RFC 9110 6.4.1); a HEAD response announces the length it omits. */
 static int conn_queue_response(struct http_conn *c, int status, const char *content_type,
-                               char *body)
+                               const char *headers, char *body)
 {
-    char head[512];
+    char head[512 + SHOAL_HTTP_EXTRA_HEADERS];
     size_t blen = body ? strlen(body) : 0;
     int n;
 
@@ -219,15 +219,17 @@ static int conn_queue_response(struct http_conn *c, int status, const char *cont
     bool no_body = status < 200 || status == 204 || status == 304;
     if (!content_type)
         content_type = "application/json";
+    if (!headers || strlen(headers) >= SHOAL_HTTP_EXTRA_HEADERS)
+        headers = "";
     if (no_body) {
         blen = 0;
-        n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nConnection: %s\r\n\r\n", status,
-                     status_text(status), c->keepalive ? "keep-alive" : "close");
+        n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%sConnection: %s\r\n\r\n", status,
+                     status_text(status), headers, c->keepalive ? "keep-alive" : "close");
     } else {
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: %s\r\n\r\n",
-                     status, status_text(status), content_type, blen,
+                     "%sConnection: %s\r\n\r\n",
+                     status, status_text(status), content_type, blen, headers,
                      c->keepalive ? "keep-alive" : "close");
     }
     int rc =
@@ -257,7 +259,7 @@ static int conn_reject(struct http_conn *c, int status, const char *msg)
     snprintf(tmp, sizeof(tmp), "{\"error\":\"%s\"}", msg);
     c->keepalive = false;
     c->is_head = false;
-    return conn_queue_response(c, status, NULL, strdup_or_null(tmp));
+    return conn_queue_response(c, status, NULL, NULL, strdup_or_null(tmp));
 }
 
 /* ---- parser callbacks: they only collect the request ---- */
@@ -514,7 +516,7 @@ static int conn_dispatch(struct http_conn *c)
         c->awaiting = true;
         return 0;
     }
-    return conn_queue_response(c, resp.status, resp.content_type, resp.body);
+    return conn_queue_response(c, resp.status, resp.content_type, resp.headers, resp.body);
 }
 
 /* Parses buffered input and answers complete requests in order, then sends.
@@ -810,6 +812,12 @@ void shoal_http_server_free(struct shoal_http_server *s)
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
                       const char *content_type, char *body)
 {
+    return shoal_http_reply_headers(s, conn_id, status, content_type, NULL, body);
+}
+
+bool shoal_http_reply_headers(struct shoal_http_server *s, uint64_t conn_id, int status,
+                              const char *content_type, const char *headers, char *body)
+{
     struct http_conn *c = s && !s->dying ? conn_find(s, conn_id) : NULL;
     if (!c || !c->awaiting || c->lingering) {
         free(body);
@@ -817,7 +825,7 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
     }
     s->depth++;
     c->awaiting = false;
-    int rc = conn_queue_response(c, status, content_type, body);
+    int rc = conn_queue_response(c, status, content_type, headers, body);
     if (rc == 0)
         rc = conn_process(c); /* sends, then parses pipelined requests */
     bool ok = !c->write_failed;

@@ -22,6 +22,7 @@ struct ev_loop;
 struct shoal_http_server;
 
 #define SHOAL_HTTP_MAX_BODY (1024 * 1024)
+#define SHOAL_HTTP_EXTRA_HEADERS 256 /* bytes of handler-given header lines */
 
 struct shoal_http_req {
     const char *method; /* "GET", "POST", "PUT", "DELETE", ... */
@@ -36,6 +37,9 @@ struct shoal_http_resp {
     char *body;               /* malloc'd by the handler; the server frees it */
     const char *content_type; /* "application/json" when NULL */
     bool deferred;            /* handler will call shoal_http_reply() later */
+    /* Extra header lines, each "Name: value\r\n" (e.g. X-Consul-Index);
+     * "" for none. The handler writes them in place. */
+    char headers[SHOAL_HTTP_EXTRA_HEADERS];
 };
 
 typedef void (*shoal_http_handler)(void *ud, uint64_t conn_id,
@@ -58,6 +62,9 @@ void shoal_http_server_set_idle_timeout(struct shoal_http_server *s, double seco
  * false if the connection went away meanwhile (body is freed then too). */
 bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
                       const char *content_type, char *body);
+/* The same with extra header lines (as shoal_http_resp.headers; NULL for none). */
+bool shoal_http_reply_headers(struct shoal_http_server *s, uint64_t conn_id, int status,
+                              const char *content_type, const char *headers, char *body);
 
 /* The IP address (text) of the peer of connection conn_id, into out.
  * Returns false if the connection is gone or has no IP peer. */

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,6 +53,7 @@ struct shoal_node {
     char *data_dir;          /* NULL: nothing persisted */
     bool dirty;              /* our instances changed since the last write */
     int persist_err;         /* the last write's error, 0 if it succeeded */
+    uint64_t index_lease;    /* DATA_DIR/index: the change index may grow up to this */
     bool view_changed;       /* queries may answer differently: tell reg_changed */
     uint64_t last_open_conn; /* a stream we opened, for later parts of its message */
     struct shoal_addr last_open_addr;
@@ -169,6 +171,60 @@ static void node_rearm(struct shoal_node *n, double min_s)
     ev_timer_start(n->loop, &n->timer);
 }
 
+/* DATA_DIR/index holds a lease on the registry's change index: the agent
+ * starts its index at the saved value and writes value + NODE_INDEX_LEASE
+ * before the index can pass it, so a restarted agent never answers an
+ * index below one it gave out before (Consul clients treat a lower index
+ * as a reset), at the cost of one small durable write per lease. */
+#define NODE_INDEX_FILE "index"
+#define NODE_INDEX_LEASE 65536u
+
+static int index_lease_write(struct shoal_node *n, uint64_t upto)
+{
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", upto);
+    int rc = shoal_datadir_write_file(n->data_dir, NODE_INDEX_FILE, text, (size_t)len);
+    if (rc == 0) {
+        n->index_lease = upto;
+        return 0;
+    }
+    n->counters.persist_errors++;
+    shoal_log_error("registry", "cannot write %s/%s: %s", n->data_dir, NODE_INDEX_FILE,
+                    shoal_datadir_strerror(rc));
+    return rc;
+}
+
+/* At start: the saved lease becomes the index floor, and a new lease is
+ * taken. A file that is not one decimal number stops the start. */
+static int index_lease_start(struct shoal_node *n)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    uint64_t saved = 1;
+    int rc = shoal_datadir_read_file(n->data_dir, NODE_INDEX_FILE, 64, &data, &len);
+    if (rc == 0) {
+        char text[65];
+        memcpy(text, data, len);
+        text[len] = 0;
+        free(data);
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(text, &end, 10);
+        if (end == text || errno || (*end && strcmp(end, "\n") != 0) || v > UINT64_MAX / 2) {
+            shoal_log_error("registry", "%s/%s is not one decimal number; move it away to start",
+                            n->data_dir, NODE_INDEX_FILE);
+            return SHOAL_EINVAL;
+        }
+        saved = v;
+    } else if (rc != -ENOENT) {
+        shoal_log_error("registry", "cannot read %s/%s: %s", n->data_dir, NODE_INDEX_FILE,
+                        shoal_datadir_strerror(rc));
+        return rc;
+    }
+    shoal_registry_index_floor(n->reg, saved);
+    return index_lease_write(n, saved + NODE_INDEX_LEASE);
+}
+
 int shoal_node_persist(struct shoal_node *n)
 {
     /* A leave deregisters everything, but the file keeps what was
@@ -197,6 +253,9 @@ int shoal_node_persist(struct shoal_node *n)
 static void node_after_input(struct shoal_node *n, double min_s)
 {
     (void)shoal_node_persist(n); /* logs its own failure; retried next time */
+    if (n->data_dir && n->index_lease &&
+        shoal_registry_index(n->reg, NULL) + NODE_INDEX_LEASE / 2 > n->index_lease)
+        (void)index_lease_write(n, shoal_registry_index(n->reg, NULL) + NODE_INDEX_LEASE);
     if (n->view_changed) {
         n->view_changed = false;
         if (n->reg_changed)
@@ -764,6 +823,8 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
             rc = SHOAL_EINVAL;
         goto fail;
     }
+    if (n->data_dir && (rc = index_lease_start(n)) != 0)
+        goto fail;
 
     sc.addr = n->addr;
     sc.ud = n;
@@ -879,6 +940,16 @@ int shoal_node_heartbeat(struct shoal_node *n, const char *id)
     if (n->leaving)
         return SHOAL_ESTATE;
     int rc = shoal_registry_heartbeat(n->reg, shoal_node_clock_ms(), shoal_node_wall_ms(), id);
+    node_after_input(n, 0);
+    return rc;
+}
+
+int shoal_node_ttl_set(struct shoal_node *n, const char *id, uint8_t health)
+{
+    if (n->leaving)
+        return SHOAL_ESTATE;
+    int rc =
+        shoal_registry_ttl_set(n->reg, shoal_node_clock_ms(), shoal_node_wall_ms(), id, health);
     node_after_input(n, 0);
     return rc;
 }

@@ -110,6 +110,8 @@ int shoal_node_register(struct shoal_node *n, const struct shoal_instance *spec,
 int shoal_node_deregister(struct shoal_node *n, const char *id);
 int shoal_node_heartbeat(struct shoal_node *n, const char *id);
 int shoal_node_set_health(struct shoal_node *n, const char *id, uint8_t health);
+/* A TTL update with a status: shoal_registry_ttl_set. */
+int shoal_node_ttl_set(struct shoal_node *n, const char *id, uint8_t health);
 /* An active check's damped result (io/checks.h): shoal_registry_check_result. */
 int shoal_node_check_result(struct shoal_node *n, const char *id, uint32_t index,
                             uint8_t status, const char *output);

@@ -417,8 +417,23 @@ int shoal_svcfile_parse_text(const char *text, size_t len, const char *name,
     return 0;
 }
 
+static int svcfile_read(const char *path, const char *name, const char *default_address,
+                        struct shoal_svclist *out, char *err, size_t errlen);
+
 int shoal_svcfile_parse(const char *path, const char *name, struct shoal_svclist *out, char *err,
                         size_t errlen)
+{
+    return svcfile_read(path, name, NULL, out, err, errlen);
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+    return n > s && strcmp(name + n - s, suffix) == 0;
+}
+
+static int svcfile_read(const char *path, const char *name, const char *default_address,
+                        struct shoal_svclist *out, char *err, size_t errlen)
 {
     struct stat st;
     char *buf = NULL;
@@ -458,7 +473,9 @@ int shoal_svcfile_parse(const char *path, const char *name, struct shoal_svclist
     }
     close(fd);
     fd = -1;
-    rc = shoal_svcfile_parse_text(buf, len, name, out, err, errlen);
+    rc = has_suffix(name, ".json")
+             ? shoal_svcfile_parse_json(buf, len, name, default_address, out, err, errlen)
+             : shoal_svcfile_parse_text(buf, len, name, out, err, errlen);
     free(buf);
     return rc;
 
@@ -480,8 +497,7 @@ static int cmp_str(const void *a, const void *b)
 
 static bool is_service_file(const char *name)
 {
-    size_t n = strlen(name);
-    return name[0] != '.' && n > 8 && strcmp(name + n - 8, ".service") == 0;
+    return name[0] != '.' && (has_suffix(name, ".service") || has_suffix(name, ".json"));
 }
 
 void shoal_svcdir_free_names(char **names, size_t n)
@@ -505,6 +521,12 @@ static int names_push(char ***v, size_t *n, const char *s)
 
 int shoal_svcdir_load(const char *dir, struct shoal_svclist *out, char ***failed, size_t *n_failed)
 {
+    return shoal_svcdir_load_at(dir, NULL, out, failed, n_failed);
+}
+
+int shoal_svcdir_load_at(const char *dir, const char *default_address, struct shoal_svclist *out,
+                         char ***failed, size_t *n_failed)
+{
     char **names = NULL, err[SHOAL_SVCFILE_ERR_MAX + 64];
     size_t n = 0;
     struct dirent *de;
@@ -516,8 +538,12 @@ int shoal_svcdir_load(const char *dir, struct shoal_svclist *out, char ***failed
         return -errno;
     errno = 0;
     while ((de = readdir(d)) != NULL) {
-        if (!is_service_file(de->d_name))
+        if (!is_service_file(de->d_name)) {
+            if (de->d_name[0] != '.')
+                shoal_log_warn("config", "%s: not a *.service or *.json file (ignored)",
+                               de->d_name);
             continue;
+        }
         if (names_push(&names, &n, de->d_name) != 0) {
             closedir(d);
             shoal_svcdir_free_names(names, n);
@@ -545,7 +571,7 @@ int shoal_svcdir_load(const char *dir, struct shoal_svclist *out, char ***failed
             shoal_log_warn("config", "%s: skipped: not a regular file", names[i]);
             continue;
         } else {
-            rc = shoal_svcfile_parse(path, names[i], out, err, sizeof(err));
+            rc = svcfile_read(path, names[i], default_address, out, err, sizeof(err));
         }
         if (rc == 0)
             continue;
@@ -630,7 +656,15 @@ int shoal_svcset_apply(struct shoal_svcset *set, const char *dir, struct shoal_n
     int rc;
 
     memset(res, 0, sizeof(*res));
-    if ((rc = shoal_svcdir_load(dir, &list, &failed, &n_failed)) != 0)
+    char ip[SHOAL_ADDR_STRLEN];
+    shoal_addr_format(shoal_node_addr(node), ip, sizeof(ip));
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = 0; /* JSON definitions without an Address mean the node's */
+    const char *bare = ip[0] == '[' ? ip + 1 : ip;
+    if (ip[0] == '[' && strchr(ip, ']'))
+        *strchr(ip, ']') = 0;
+    if ((rc = shoal_svcdir_load_at(dir, bare, &list, &failed, &n_failed)) != 0)
         return rc;
     res->files_failed = n_failed;
 

@@ -1,6 +1,7 @@
 /* svcfile.h -- service definition files (--config-dir) and their reload.
  *
- * Every *.service file of the directory is read in name order. A file is
+ * Every *.service (and Consul *.json, io/svcjson.c) file of the directory
+ * is read in name order. A *.service file is
  * line-based: '#' comments and blank lines are ignored; one or more
  * [service] sections hold "key = value" lines (id, service, address, port,
  * tag (repeated), meta.KEY, ttl). A file with any error is reported as
@@ -49,12 +50,23 @@ int shoal_svcfile_parse(const char *path, const char *name, struct shoal_svclist
 int shoal_svcfile_parse_text(const char *text, size_t len, const char *name,
                              struct shoal_svclist *out, char *err, size_t errlen);
 
-/* Reads every *.service file of dir in name order into out. Each file that
+/* Parses a Consul JSON service definition file (io/svcjson.c): same
+ * contract as shoal_svcfile_parse_text; definitions without an Address get
+ * default_address (none when NULL: an error). */
+int shoal_svcfile_parse_json(const char *text, size_t len, const char *name,
+                             const char *default_address, struct shoal_svclist *out, char *err,
+                             size_t errlen);
+
+/* Reads every *.service and *.json file of dir in name order into out
+ * (other files are reported by name in the log and ignored). Each file that
  * fails is logged (warn, "FILE:LINE: message"), skipped, and its name is
  * appended to *failed (a malloc'd array of malloc'd names, *n_failed of
  * them; free with shoal_svcdir_free_names). Returns 0, or -errno if dir
  * itself cannot be read (out is unchanged then). */
 int shoal_svcdir_load(const char *dir, struct shoal_svclist *out, char ***failed, size_t *n_failed);
+/* The same, with the address JSON definitions without one get. */
+int shoal_svcdir_load_at(const char *dir, const char *default_address, struct shoal_svclist *out,
+                         char ***failed, size_t *n_failed);
 void shoal_svcdir_free_names(char **names, size_t n);
 
 /* Which registered ids came from which file. */

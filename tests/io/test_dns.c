@@ -262,7 +262,7 @@ TEST(srv_both_names, "SRV at NAME.service and _NAME._tcp.service: port, addr.sho
     setup(&d, &r);
     const char *names[] = {"web.service.shoal", "_web._tcp.service.shoal"};
     for (int k = 0; k < 2; k++) {
-        struct reply *x = ask(&d, names[k], 33, 0, false, NULL);
+        struct reply *x = ask(&d, names[k], 33, 0, true, NULL);
         CHECK_EQ(RCODE(x), 0);
         CHECK_EQ(x->an, 4);
         bool seen1 = false, seen6 = false, seenh = false;
@@ -271,9 +271,10 @@ TEST(srv_both_names, "SRV at NAME.service and _NAME._tcp.service: port, addr.sho
             CHECK_EQ(s->type, 33);
             CHECK(s->rdata[0] == 0 && s->rdata[1] == 1 && s->rdata[2] == 0 && s->rdata[3] == 1);
             if (s->port == 8001)
-                seen1 = strcmp(s->target, "7f000001.addr.shoal.") == 0;
+                seen1 = strcmp(s->target, "7f0000011f41.addr.shoal.") == 0; /* IP, port */
             if (s->port == 8006)
-                seen6 = strcmp(s->target, "00000000000000000000000000000001.addr.shoal.") == 0;
+                seen6 =
+                    strcmp(s->target, "000000000000000000000000000000011f46.addr.shoal.") == 0;
             if (s->port == 8009)
                 seenh = strcmp(s->target, "backend.example.") == 0;
         }
@@ -283,6 +284,8 @@ TEST(srv_both_names, "SRV at NAME.service and _NAME._tcp.service: port, addr.sho
     }
     /* the targets resolve too */
     struct reply *x = ask(&d, "7f000002.addr.shoal", 1, 0, false, NULL);
+    CHECK(x->an == 1 && has_a(x, 1, "127.0.0.2"));
+    x = ask(&d, "7f0000021f42.addr.shoal", 1, 0, false, NULL);
     CHECK(x->an == 1 && has_a(x, 1, "127.0.0.2"));
     x = ask(&d, "7f00000g.addr.shoal", 1, 0, false, NULL);
     CHECK_EQ(RCODE(x), 3);
@@ -297,7 +300,7 @@ TEST(tag_filter, "TAG.NAME.service and _NAME._TAG.service filter by tag")
     setup(&d, &r);
     struct reply *x = ask(&d, "green.web.service.shoal", 1, 0, false, NULL);
     CHECK(x->an == 1 && has_a(x, 1, "127.0.0.2"));
-    x = ask(&d, "_web._blue.service.shoal", 33, 0, false, NULL);
+    x = ask(&d, "_web._blue.service.shoal", 33, 0, true, NULL);
     CHECK_EQ(x->an, 2);
     x = ask(&d, "red.web.service.shoal", 1, 0, false, NULL);
     CHECK_EQ(RCODE(x), 3);
@@ -322,7 +325,7 @@ TEST(nxdomain_soa, "unknown name: NXDOMAIN with the zone's SOA in authority")
     /* NODATA: the name exists, no record of the type */
     struct reply *x = ask(&d, "green.web.service.shoal", 28, 0, false, NULL);
     CHECK(RCODE(x) == 0 && x->an == 0 && x->ns == 1);
-    x = ask(&d, "shoal", 6, 0, false, NULL);
+    x = ask(&d, "shoal", 6, 1232, false, NULL);
     CHECK(RCODE(x) == 0 && x->an == 1 && x->rr[1][0].type == 6);
     shoal_registry_free(r);
 }
@@ -492,32 +495,179 @@ TEST(edns_echo, "an EDNS0 query gets an OPT record with our size; a plain one no
 
 /* ------------------------------------------------------------ truncation */
 
-TEST(truncation, "60 instances: UDP sets TC within 512 / the EDNS0 size (max 1232); TCP has all")
+TEST(truncation, "60 instances: UDP sets TC within 3x the query, a stable subset; TCP has all")
 {
     struct shoal_dns_responder d = {.registry = mkreg(), .rng = 7};
     struct shoal_registry *r = (struct shoal_registry *)d.registry;
     for (int i = 0; i < 60; i++) {
         char id[16], ip[16];
-        snprintf(id, sizeof(id), "b%d", i);
+        snprintf(id, sizeof(id), "b%02d", i);
         snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
         reg(r, id, "big", ip, 9000, NULL, 0);
     }
-    size_t len;
+    uint8_t q[600];
+    size_t len, ql = mkquery(q, 1, "big.service.shoal", 1, 0);
     struct reply *x = ask(&d, "big.service.shoal", 1, 0, false, &len);
-    CHECK(TC(x) && len <= 512 && x->an > 0 && x->an < 60);
-    CHECK(len + 16 > 512); /* as many as fit: one more would not */
-    x = ask(&d, "big.service.shoal", 1, 1000, false, &len);
-    CHECK(TC(x) && len <= 1000 && len + 16 > 1000);
+    CHECK(TC(x) && len <= 3 * ql && x->an > 0 && x->an < 60);
+    CHECK(len + 16 > 3 * ql); /* as many as fit: one more would not */
+    /* truncated sets come in (owner, id) order, the same every time */
+    for (size_t i = 0; i < x->n[1]; i++)
+        CHECK_EQ(x->rr[1][i].rdata[3], i + 1);
+    x = ask(&d, "big.service.shoal", 1, 0, false, &len);
+    for (size_t i = 0; i < x->n[1]; i++)
+        CHECK_EQ(x->rr[1][i].rdata[3], i + 1);
+    /* EDNS: the advertised size applies below 3x the query */
     x = ask(&d, "big.service.shoal", 33, 4096, false, &len);
-    CHECK(TC(x) && len <= 1232 && len + 40 > 1232 && x->rr[3][x->n[3] - 1].type == 41);
-    x = ask(&d, "big.service.shoal", 1, 100, false, &len); /* below 512 counts as 512 */
-    CHECK(TC(x) && len <= 512);
+    CHECK(TC(x) && x->rr[3][x->n[3] - 1].type == 41);
     x = ask(&d, "big.service.shoal", 33, 0, true, &len);
     CHECK(!TC(x) && x->an == 60 && x->ar == 60);
-    /* compression: every SRV owner is a 2-byte pointer, so 60 SRVs + glue fit in ~2.8 KB */
-    CHECK(len < 3000);
-    CHECK_EQ(d.c.results[SHOAL_DNS_R_TRUNCATED], 4);
+    /* compression: every SRV owner is a 2-byte pointer, so 60 SRVs + glue fit in ~3 KB */
+    CHECK(len < 3200);
+    CHECK_EQ(d.c.results[SHOAL_DNS_R_TRUNCATED], 3);
     CHECK_EQ(d.c.results[SHOAL_DNS_R_NOERROR], 1);
+    shoal_registry_free(r);
+}
+
+TEST(udp_answer_limit, "the UDP answer cap: 3 records and TC; TCP is not capped")
+{
+    struct shoal_dns_responder d = {.registry = mkreg(), .rng = 3};
+    struct shoal_registry *r = (struct shoal_registry *)d.registry;
+    d.zone.udp_answer_limit = 3;
+    for (int i = 0; i < 5; i++) {
+        char id[8], ip[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        snprintf(ip, sizeof(ip), "10.2.0.%d", i + 1);
+        reg(r, id, "c", ip, 80, NULL, 0);
+    }
+    struct reply *x = ask(&d, "c.service.shoal", 1, 1232, false, NULL);
+    CHECK(TC(x) && x->an == 3);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ(x->rr[1][i].rdata[3], i + 1); /* a stable subset */
+    x = ask(&d, "c.service.shoal", 1, 1232, true, NULL);
+    CHECK(!TC(x) && x->an == 5);
+    /* three or fewer: no TC */
+    reg(r, "d0", "d", "10.3.0.1", 80, NULL, 0);
+    x = ask(&d, "d.service.shoal", 1, 1232, false, NULL);
+    CHECK(!TC(x) && x->an == 1);
+    shoal_registry_free(r);
+}
+
+TEST(amplification, "ANY and SRV over UDP: at most 3x the query; ANY is one RRset (RFC 8482)")
+{
+    struct shoal_dns_responder d = {.registry = mkreg(), .rng = 5};
+    struct shoal_registry *r = (struct shoal_registry *)d.registry;
+    d.zone.udp_answer_limit = 3;
+    for (int i = 0; i < 60; i++) {
+        char id[8], ip[40];
+        snprintf(id, sizeof(id), "a%d", i);
+        snprintf(ip, sizeof(ip), i % 2 ? "10.4.0.%d" : "fd00::%d", i + 1);
+        reg(r, id, "amp", ip, 443, NULL, 0);
+    }
+    const char *names[] = {"amp.service.shoal", "_amp._tcp.service.shoal"};
+    uint16_t types[] = {255, 33};
+    uint16_t sizes[] = {0, 512, 1232, 4096};
+    for (int k = 0; k < 2; k++) {
+        for (int t = 0; t < 2; t++) {
+            for (int s = 0; s < 4; s++) {
+                uint8_t q[600];
+                size_t ql = mkquery(q, 9, names[k], types[t], sizes[s]);
+                size_t n = shoal_dns_respond(&d, q, ql, false, out, sizeof(out));
+                CHECKF(n > 0 && n <= 3 * ql, "%s type %u edns %u: %zu > 3 x %zu", names[k],
+                       types[t], sizes[s], n, ql);
+                struct reply *x = decode(out, n);
+                for (size_t i = 0; i < x->n[1]; i++)
+                    CHECK(x->rr[1][i].type == (types[t] == 255 ? 1 : 33));
+            }
+        }
+    }
+    shoal_registry_free(r);
+}
+
+TEST(srv_targets, "one SRV target per instance; identical A records collapsed; glue sets TC")
+{
+    struct shoal_dns_responder d = {.registry = mkreg(), .rng = 11};
+    struct shoal_registry *r = (struct shoal_registry *)d.registry;
+    reg(r, "s1", "same", "127.0.0.1", 8001, NULL, 0);
+    reg(r, "s2", "same", "127.0.0.1", 8002, NULL, 0);
+    reg(r, "s3", "same", "127.0.0.1", 8003, NULL, 0);
+    struct reply *x = ask(&d, "same.service.shoal", 1, 1232, false, NULL);
+    CHECK(!TC(x) && x->an == 1 && has_a(x, 1, "127.0.0.1"));
+    x = ask(&d, "same.service.shoal", 33, 0, true, NULL);
+    CHECK(x->an == 3 && x->ar == 3);
+    CHECK(strcmp(x->rr[1][0].target, x->rr[1][1].target) != 0 &&
+          strcmp(x->rr[1][1].target, x->rr[1][2].target) != 0 &&
+          strcmp(x->rr[1][0].target, x->rr[1][2].target) != 0);
+    for (size_t i = 0; i < 3; i++) {
+        bool glued = false;
+        for (size_t k = 0; k < x->n[3]; k++)
+            glued |= strcmp(x->rr[3][k].name, x->rr[1][i].target) == 0;
+        CHECKF(glued, "no glue for %s", x->rr[1][i].target);
+    }
+    /* EDNS 512 with 3 SRVs whose glue does not fit: TC, not a silent drop */
+    for (int i = 0; i < 20; i++) {
+        char id[8], ip[16];
+        snprintf(id, sizeof(id), "g%d", i);
+        snprintf(ip, sizeof(ip), "10.5.0.%d", i + 1);
+        reg(r, id, "glue", ip, 80, NULL, 0);
+    }
+    size_t len;
+    x = ask(&d, "_glue._tcp.service.shoal", 33, 512, false, &len);
+    CHECK(TC(x));
+    shoal_registry_free(r);
+}
+
+static bool fake_node(void *ud, const char *name, uint8_t ip[16], uint8_t *iplen)
+{
+    if (strcmp(name, "n1") != 0)
+        return false;
+    static const uint8_t a[4] = {192, 0, 2, 7};
+    memcpy(ip, a, 4);
+    *iplen = 4;
+    return true;
+}
+
+TEST(zone_shape, "NS and its address at the apex, empty non-terminals NODATA, nodes, domain, DC")
+{
+    struct shoal_dns_responder d;
+    struct shoal_registry *r;
+    setup(&d, &r);
+    d.zone.node_addr = fake_node;
+    struct reply *x = ask(&d, "shoal", 2, 1232, false, NULL);
+    CHECK(RCODE(x) == 0 && x->an == 1 && x->rr[1][0].type == 2 && has_a(x, 3, "127.0.0.1"));
+    CHECK(strcmp(x->rr[3][0].name, "ns.shoal.") == 0);
+    x = ask(&d, "ns.shoal", 1, 0, false, NULL);
+    CHECK(RCODE(x) == 0 && x->an == 1 && has_a(x, 1, "127.0.0.1"));
+    const char *ents[] = {"_tcp.service.shoal", "service.shoal", "node.shoal", "addr.shoal",
+                          "dc1.shoal", "service.dc1.shoal", "_blue.service.shoal"};
+    for (int i = 0; i < 7; i++) {
+        x = ask(&d, ents[i], 1, 1232, false, NULL);
+        CHECKF(RCODE(x) == 0 && x->an == 0 && x->ns == 1, "%s: rcode %d", ents[i], RCODE(x));
+    }
+    x = ask(&d, "_purple.service.shoal", 1, 1232, false, NULL);
+    CHECK_EQ(RCODE(x), 3);
+    x = ask(&d, "n1.node.shoal", 1, 0, false, NULL);
+    CHECK(x->an == 1 && has_a(x, 1, "192.0.2.7"));
+    x = ask(&d, "n1.node.dc1.shoal", 1, 0, false, NULL);
+    CHECK(x->an == 1 && has_a(x, 1, "192.0.2.7"));
+    x = ask(&d, "n9.node.shoal", 1, 0, false, NULL);
+    CHECK_EQ(RCODE(x), 3);
+    x = ask(&d, "web.service.dc1.shoal", 1, 0, false, NULL);
+    CHECK_EQ(x->an, 2);
+    x = ask(&d, "web.service.dc2.shoal", 1, 0, false, NULL);
+    CHECK_EQ(RCODE(x), 3);
+    /* another domain, two labels */
+    snprintf(d.zone.domain, sizeof(d.zone.domain), "consul.example");
+    x = ask(&d, "web.service.consul.example", 1, 0, false, NULL);
+    CHECK(RCODE(x) == 0 && x->an == 2);
+    x = ask(&d, "web.service.shoal", 1, 0, false, NULL);
+    CHECK_EQ(RCODE(x), 5);
+    x = ask(&d, "consul.example", 6, 1232, false, NULL);
+    CHECK(x->an == 1 && strcmp(x->rr[1][0].name, "consul.example.") == 0);
+    char dom[SHOAL_DNS_DOMAIN_MAX];
+    CHECK(shoal_dns_domain_parse("Consul.", dom) == NULL && strcmp(dom, "consul") == 0);
+    CHECK(shoal_dns_domain_parse("a..b", dom) != NULL);
+    CHECK(shoal_dns_domain_parse("a_b", dom) != NULL);
+    CHECK(shoal_dns_domain_parse("", dom) != NULL);
     shoal_registry_free(r);
 }
 
@@ -536,8 +686,8 @@ TEST(shuffle_uniform, "each instance comes first about equally often (chi-square
         reg(r, id, "s", ip, 1, NULL, 0);
     }
     int first[5] = {0}, N = 5000;
-    for (int k = 0; k < N; k++) {
-        struct reply *x = ask(&d, "s.service.shoal", 1, 0, false, NULL);
+    for (int k = 0; k < N; k++) { /* TCP: 5 records are over 3x the query for UDP */
+        struct reply *x = ask(&d, "s.service.shoal", 1, 0, true, NULL);
         CHECK_EQ(x->an, 5);
         first[x->rr[1][0].rdata[3] - 1]++;
     }
