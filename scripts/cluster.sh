@@ -95,6 +95,7 @@ The cluster runs in the background (logs: .shoal-local/n1.log ...). Try:
   $BUILD/shoal members --format json
   curl -s http://127.0.0.1:${HTTP[n1]}/v1/members
   curl -s http://127.0.0.1:${HTTP[n1]}/v1/info
+  # the web UI of any node, in a browser: http://127.0.0.1:${HTTP[n1]}/ui/
   kill -9 \$(cat .shoal-local/n3.pid)    # crash n3; the others mark it suspect, then dead
   scripts/cluster.sh                     # starts whatever is not running again
   scripts/cluster.sh stop                # graceful leave of every node

@@ -8,6 +8,7 @@
  * version) than what is held wins; a newer generation wipes the old one.
  */
 #include "core/registry.h"
+#include "core/registry_int.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,97 +18,6 @@
 #include "core/regproof.h"
 #include "core/strmap.h"
 #include "shoal/error.h"
-
-#define NEVER INT64_MAX
-#define GOSSIP_DATAGRAMS_PER_PEER 8 /* per tick: lets a burst drain quickly */
-#define NOTICE_SYNC_GAP_MS 1000     /* at most one notice-driven sync per second */
-
-struct owner;
-
-struct entry {
-    struct shoal_instance in; /* in.owner/in.id are the key */
-    struct owner *owner;
-    uint64_t hash;       /* this entry's share of the owner digest */
-    uint32_t cost;       /* its bytes, as the caps count them */
-    bool has_sh;         /* sh is the hash of in's canonical bytes (proofs) */
-    uint8_t sh[SHOAL_REG_HASH_BYTES];
-    int64_t tomb_at;     /* when it became a tombstone here */
-    uint32_t qpos;       /* gossip queue position + 1; 0 = not queued */
-    uint32_t spos;       /* service vector position + 1; 0 = not indexed */
-    uint32_t opos;       /* own vector position + 1 (our own entries) */
-    /* Our own TTL instances: when the TTL last passed (or registration). */
-    int64_t ttl_base;
-    /* Our own instances: the TTL's part of the health (passing without a
-     * TTL), and since when the instance is critical (valid while it is). */
-    uint8_t ttl_health;
-    int64_t critical_since;
-};
-
-struct owner {
-    char name[SHOAL_NAME_MAX];
-    uint64_t generation;
-    uint64_t max_version;
-    uint64_t floor; /* newest version forgotten (tombstones collected, wipes) */
-    uint64_t hash;
-    uint32_t count;
-    uint64_t bytes; /* the entries' costs (caps) */
-    struct shoal_reg_proof *proof; /* the owner's proof over its set, or NULL */
-    bool proof_ok;                 /* ...and it covers exactly what we hold */
-    uint8_t status; /* membership status (enum shoal_status) */
-    int64_t dead_since;
-    struct shoal_strmap ids; /* id -> struct entry */
-};
-
-struct service {
-    char *name;
-    struct entry **v;
-    size_t n, cap;
-    uint64_t index;
-};
-
-struct qitem {
-    struct entry *e;
-    uint32_t transmits;
-    uint64_t order; /* newer events have higher order */
-};
-
-struct shoal_registry {
-    struct shoal_registry_config cfg;
-    struct shoal_registry_stats stats;
-    struct shoal_strmap owners;   /* name -> struct owner */
-    struct shoal_strmap services; /* name -> struct service */
-    struct owner *self;
-    uint64_t own_version;
-    struct entry **own; /* our live entries */
-    size_t n_own, cap_own;
-
-    struct qitem *q;
-    size_t qn, qcap;
-    uint64_t qorder;
-
-    uint64_t total_count, total_bytes; /* every owner's entries (caps) */
-    char why[256];                     /* the last owner-side refusal */
-    /* Events were refused for an owner we had no principal for; once the
-     * principal table grows, anti-entropy pulls them again. */
-    bool unknown_refused, principals_grew;
-    int64_t next_unknown_sync;
-
-    uint64_t index;
-    uint64_t index_base; /* the floor this run started from (unseen services) */
-    int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
-    bool push_pending;   /* new events to push before the next regular tick */
-    bool applying_sync;  /* events from anti-entropy are not re-gossiped */
-
-    /* Scratch for building messages (shallow copies of entries). */
-    struct shoal_instance *ev;
-    size_t ev_cap;
-    struct shoal_reg_digest *dg;
-    size_t dg_cap;
-    struct shoal_reg_proof *pf;
-    size_t pf_cap;
-    char (*wants)[SHOAL_NAME_MAX];
-    size_t wants_cap;
-};
 
 /* ---------------------------------------------------------------- small */
 
@@ -164,13 +74,8 @@ static void account(struct shoal_registry *r, struct owner *o, const struct entr
     }
 }
 
-static bool is_live_status(uint8_t st)
-{
-    return st == SHOAL_ALIVE || st == SHOAL_SUSPECT;
-}
-
-static void notify(struct shoal_registry *r, enum shoal_reg_change_kind kind, const char *service,
-                   const char *owner, const char *id)
+void shoal_reg__notify(struct shoal_registry *r, enum shoal_reg_change_kind kind,
+                       const char *service, const char *owner, const char *id)
 {
     if (!r->cfg.changed)
         return;
@@ -196,7 +101,7 @@ static struct service *service_get(struct shoal_registry *r, const char *name, b
     return s;
 }
 
-static void service_bump(struct shoal_registry *r, const char *name)
+void shoal_reg__service_bump(struct shoal_registry *r, const char *name)
 {
     struct service *s = service_get(r, name, true);
     r->index++;
@@ -262,7 +167,7 @@ static void queue_remove(struct shoal_registry *r, struct entry *e)
 
 /* ------------------------------------------------------------- entries */
 
-static struct owner *owner_get(struct shoal_registry *r, const char *name, bool create)
+struct owner *shoal_reg__owner_get(struct shoal_registry *r, const char *name, bool create)
 {
     struct owner *o = shoal_strmap_get(&r->owners, name);
     if (o || !create)
@@ -298,18 +203,16 @@ static void own_add(struct shoal_registry *r, struct entry *e)
 }
 
 /* Forgets an entry entirely (digest included). */
-static void entry_drop(struct shoal_registry *r, struct entry *e)
+void shoal_reg__entry_drop(struct shoal_registry *r, struct entry *e)
 {
     struct owner *o = e->owner;
     queue_remove(r, e);
     own_remove(r, e);
     if (e->spos) {
         service_remove(r, e);
-        service_bump(r, e->in.service);
-        notify(r, SHOAL_REG_REMOVED, e->in.service, o->name, e->in.id);
+        shoal_reg__service_bump(r, e->in.service);
+        shoal_reg__notify(r, SHOAL_REG_REMOVED, e->in.service, o->name, e->in.id);
     }
-    if (e->in.version > o->floor)
-        o->floor = e->in.version;
     o->hash ^= e->hash;
     o->count--;
     o->proof_ok = false;
@@ -320,11 +223,11 @@ static void entry_drop(struct shoal_registry *r, struct entry *e)
 }
 
 /* Drops every entry of o (a new generation, a left or reaped owner). */
-static void owner_wipe(struct shoal_registry *r, struct owner *o)
+void shoal_reg__owner_wipe(struct shoal_registry *r, struct owner *o)
 {
     for (size_t i = 0; i < o->ids.cap;) {
         if (o->ids.slots[i].key) {
-            entry_drop(r, o->ids.slots[i].value);
+            shoal_reg__entry_drop(r, o->ids.slots[i].value);
             continue; /* backward shift may have moved another key here */
         }
         i++;
@@ -340,9 +243,9 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
         r->stats.events_stale++; /* only we write our instances */
         return NULL;
     }
-    struct owner *o = owner_get(r, ev->owner, false);
+    struct owner *o = shoal_reg__owner_get(r, ev->owner, false);
     bool unknown = !o;
-    if (!o && !(o = owner_get(r, ev->owner, true)))
+    if (!o && !(o = shoal_reg__owner_get(r, ev->owner, true)))
         return NULL;
     if (unknown && !local) {
         /* Membership has not vouched for this owner (it may have died
@@ -361,14 +264,32 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     if (ev->generation > o->generation) {
         if (o->count)
             r->stats.generation_wipes++;
-        owner_wipe(r, o);
+        shoal_reg__owner_wipe(r, o);
         o->generation = ev->generation;
         o->max_version = o->floor = 0;
     }
     struct entry *e = shoal_strmap_get(&o->ids, ev->id);
-    if ((e && ev->version <= e->in.version) || (!e && ev->version <= o->floor)) {
+    if (e && ev->version <= e->in.version) {
         r->stats.events_stale++;
         return NULL;
+    }
+    if (!e && ev->version <= o->floor) {
+        /* At or below a tombstone we collected: it may be that one's id
+         * coming back, so only the owner itself (which never sends a
+         * deregistered id live again) may add it, live or tombstone. A
+         * refusal of a live event from anyone else means we may lack one
+         * of the owner's live instances: ask the owner (rate-limited). */
+        bool from_owner = r->owner_conn && strcmp(ev->owner, r->owner_from) == 0;
+        if (!from_owner || o->status == SHOAL_LEFT) {
+            r->stats.events_stale++;
+            if (!ev->deleted && !local && is_live_status(o->status)) {
+                r->stats.floor_refusals++;
+                o->want_owner_sync = true;
+                if (now < r->next_verify)
+                    r->next_verify = now;
+            }
+            return NULL;
+        }
     }
     bool created = !e;
     if (created) {
@@ -422,14 +343,14 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
 
     if (!e->in.deleted) {
         service_add(r, e);
-        service_bump(r, e->in.service);
+        shoal_reg__service_bump(r, e->in.service);
         if (old_service && strcmp(old_service, e->in.service) != 0)
-            service_bump(r, old_service);
-        notify(r, was_live ? SHOAL_REG_UPDATED : SHOAL_REG_ADDED, e->in.service, o->name,
+            shoal_reg__service_bump(r, old_service);
+        shoal_reg__notify(r, was_live ? SHOAL_REG_UPDATED : SHOAL_REG_ADDED, e->in.service, o->name,
                e->in.id);
     } else if (was_live) {
-        service_bump(r, old_service);
-        notify(r, SHOAL_REG_REMOVED, old_service, o->name, e->in.id);
+        shoal_reg__service_bump(r, old_service);
+        shoal_reg__notify(r, SHOAL_REG_REMOVED, old_service, o->name, e->in.id);
     }
     free(old_service);
     if (o == r->self) {
@@ -498,7 +419,7 @@ static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, str
         return true; /* apply_event refuses it: only we write ours */
     int reason = -1;
     const uint8_t *pk = NULL;
-    const struct owner *o = owner_get(r, ev->owner, false);
+    const struct owner *o = shoal_reg__owner_get(r, ev->owner, false);
     if (forged_has(forged, ev->owner))
         reason = SHOAL_REG_REFUSE_AFTER_FORGERY;
     else if (r->cfg.principals)
@@ -514,7 +435,7 @@ static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, str
         reason = shoal_regauth_caps_check(&r->cfg, &h, shoal_instance_cost(ev));
     }
     if (reason < 0 && pk && !by_proof) {
-        r->stats.verified++;
+        r->stats.sig_verified++;
         if (!r->cfg.verify || !r->cfg.verify(r->cfg.ud, ev, pk)) {
             reason = SHOAL_REG_REFUSE_BAD_SIGNATURE;
             if (forged->n < FORGED_OWNERS_MAX)
@@ -618,7 +539,7 @@ static const struct shoal_reg_proof *owner_proof(struct shoal_registry *r, struc
  * covers exactly what we hold of its owner (then we can relay it). */
 static void owner_keep_proof(struct shoal_registry *r, const struct shoal_reg_proof *p)
 {
-    struct owner *o = owner_get(r, p->owner, false);
+    struct owner *o = shoal_reg__owner_get(r, p->owner, false);
     uint8_t root[SHOAL_REG_HASH_BYTES];
     if (!o || o == r->self || o->generation != p->generation || o->max_version != p->version ||
         o->count != p->count || !owner_root(r, o, root) || memcmp(root, p->root, sizeof(root)))
@@ -1002,7 +923,7 @@ static void msg_init(struct shoal_registry *r, struct shoal_reg_msg *m, uint8_t 
     m->proofs = r->pf;
 }
 
-static void digest_of(const struct owner *o, struct shoal_reg_digest *d)
+void shoal_reg__digest_of(const struct owner *o, struct shoal_reg_digest *d)
 {
     memset(d, 0, sizeof(*d));
     memcpy(d->owner, o->name, SHOAL_NAME_MAX);
@@ -1050,7 +971,7 @@ static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *t
                 if (!d)
                     break;
                 m.digests = r->dg;
-                digest_of(o, d);
+                shoal_reg__digest_of(o, d);
                 m.n_digests++;
                 budget -= dcost;
                 r->stats.notices_sent++;
@@ -1118,7 +1039,7 @@ static size_t all_digests(struct shoal_registry *r)
         struct shoal_reg_digest *d = dg_slot(r, n);
         if (!d)
             break;
-        digest_of(o, d);
+        shoal_reg__digest_of(o, d);
         n++;
     }
     return n;
@@ -1187,8 +1108,19 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
     }
     m.n_wants = (uint32_t)n_wants;
     m.last = true;
+    /* The sent owners' digests ride on the last part: a receiver whose
+     * content then matches adopts the version (adopt_versions). */
+    for (size_t k = 0; k < n_owners && k < RESP_DIGESTS_MAX; k++) {
+        struct shoal_reg_digest *d = dg_slot(r, m.n_digests);
+        if (!d)
+            break;
+        m.digests = r->dg;
+        shoal_reg__digest_of(owners[k], d);
+        m.n_digests++;
+    }
     r->cfg.send(r->cfg.ud, to, &m);
 }
+
 
 static bool digest_equal(const struct owner *o, const struct shoal_reg_digest *d)
 {
@@ -1220,13 +1152,14 @@ static void on_sync_req(struct shoal_registry *r, const struct shoal_reg_peer *s
                         const struct shoal_reg_msg *m)
 {
     r->stats.syncs_served++;
+    shoal_reg__adopt_versions(r, m->digests, m->n_digests);
     struct owner **send = calloc(r->owners.n + 1, sizeof(*send));
     size_t n_send = 0, n_wants = 0;
     if (!send)
         return;
     for (uint32_t i = 0; i < m->n_digests; i++) {
         const struct shoal_reg_digest *d = &m->digests[i];
-        struct owner *o = owner_get(r, d->owner, false);
+        struct owner *o = shoal_reg__owner_get(r, d->owner, false);
         if (strcmp(d->owner, r->cfg.self) != 0 && they_have_more(o, d) &&
             grow((void **)&r->wants, &r->wants_cap, n_wants + 1, sizeof(*r->wants)))
             memcpy(r->wants[n_wants++], d->owner, SHOAL_NAME_MAX);
@@ -1256,7 +1189,7 @@ static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_p
     if (!send)
         return;
     for (uint32_t i = 0; i < m->n_wants; i++) {
-        struct owner *o = owner_get(r, m->wants[i], false);
+        struct owner *o = shoal_reg__owner_get(r, m->wants[i], false);
         if (o)
             send[n++] = o;
     }
@@ -1264,22 +1197,59 @@ static void on_sync_resp_last(struct shoal_registry *r, const struct shoal_reg_p
     free(send);
 }
 
+
+/* A sync to pull what a notice announced. */
+static void notice_sync(struct shoal_registry *r, int64_t now, const struct shoal_addr *addr)
+{
+    struct shoal_addr a = *addr; /* addr may be r->notice_addr */
+    r->notice_pending = false;
+    r->notice_inflight = true;
+    r->notice_inflight_addr = a;
+    r->last_notice_sync = now;
+    shoal_registry_sync_with(r, now, &a);
+}
+
 void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct shoal_reg_peer *src,
                          const struct shoal_reg_msg *m)
 {
     bool stream = m->type != SHOAL_REG_GOSSIP;
-    r->applying_sync = stream;
+    bool owner_stream = stream && src->conn &&
+                        (m->type == SHOAL_REG_SYNC_RESP || m->type == SHOAL_REG_SYNC_DATA);
+    struct owner *sender = owner_stream ? shoal_reg__owner_get(r, m->from, false) : NULL;
+    /* A small anti-entropy message (a repair, a pulled notice) is gossiped
+     * on like fresh news; a big one (a join) is not, it would flood. */
+    r->applying_sync = stream && m->n_events > REGOSSIP_MAX;
+    if (sender && sender != r->self) {
+        r->owner_conn = src->conn;
+        r->owner_from = sender->name;
+    }
     struct forged forged = {.n = 0};
     /* Owner proofs (stream only): one signature for an owner's whole set. */
     bool *pre = stream && m->n_proofs ? calloc(m->n_events + m->n_proofs + 1, sizeof(bool)) : NULL;
     if (pre)
         shoal_regproof_mark(&r->cfg, m, pre, pre + m->n_events, &r->stats);
     for (uint32_t i = 0; i < m->n_events; i++) {
-        if (admit(r, &m->events[i], &forged, pre && pre[i]))
-            apply_event(r, &m->events[i], now, false);
+        const struct shoal_instance *ev = &m->events[i];
+        struct entry *e = admit(r, ev, &forged, pre && pre[i]) ? apply_event(r, ev, now, false)
+                                                                : NULL;
         if (stream)
             r->stats.sync_events_received++;
+        if (e && stream && !r->applying_sync)
+            r->stats.regossiped++;
+        if (r->owner_conn && strcmp(ev->owner, r->owner_from) == 0 &&
+            ev->generation == sender->generation) {
+            e = shoal_strmap_get(&sender->ids, ev->id);
+            if (e)
+                e->seen_conn = src->conn;
+            if (sender->sweep_conn != src->conn)
+                sender->sweep_max = 0;
+            sender->sweep_conn = src->conn;
+            if (ev->version > sender->sweep_max)
+                sender->sweep_max = ev->version;
+        }
     }
+    r->owner_conn = 0;
+    r->owner_from = NULL;
     r->applying_sync = false;
     for (uint32_t k = 0; pre && k < m->n_proofs; k++)
         if (pre[m->n_events + k])
@@ -1287,23 +1257,42 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     free(pre);
     switch (m->type) {
     case SHOAL_REG_GOSSIP:
-        /* Notices: an event too big for a datagram; pull it by anti-entropy. */
+        /* Notices: an event too big for a datagram; pull it by anti-entropy.
+         * While one such sync is in flight (at most a second), remember the
+         * notice for when it ends: a dropped notice would wait for the
+         * periodic sync. */
         for (uint32_t i = 0; i < m->n_digests; i++) {
             const struct shoal_reg_digest *d = &m->digests[i];
-            struct owner *o = owner_get(r, d->owner, false);
-            if (strcmp(d->owner, r->cfg.self) != 0 && they_have_more(o, d) &&
-                now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
-                r->last_notice_sync = now;
-                shoal_registry_sync_with(r, now, &src->addr);
-                break;
+            struct owner *o = shoal_reg__owner_get(r, d->owner, false);
+            if (strcmp(d->owner, r->cfg.self) == 0 || !they_have_more(o, d))
+                continue;
+            if (!r->notice_inflight || now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS) {
+                notice_sync(r, now, &src->addr);
+            } else {
+                r->notice_pending = true;
+                r->notice_addr = src->addr;
             }
+            break;
         }
         break;
     case SHOAL_REG_SYNC_REQ:
         on_sync_req(r, src, m);
         break;
     case SHOAL_REG_SYNC_RESP:
-        if (m->last)
+    case SHOAL_REG_SYNC_DATA:
+        if (!m->last)
+            break;
+        r->synced = true;
+        if (m->type == SHOAL_REG_SYNC_RESP && r->notice_inflight &&
+            shoal_addr_eq(&src->addr, &r->notice_inflight_addr)) {
+            r->notice_inflight = false;
+            if (r->notice_pending)
+                notice_sync(r, now, &r->notice_addr);
+        }
+        shoal_reg__adopt_versions(r, m->digests, m->n_digests);
+        if (sender && sender != r->self && is_live_status(sender->status))
+            shoal_reg__owner_stream_done(r, sender, src->conn);
+        if (m->type == SHOAL_REG_SYNC_RESP)
             on_sync_resp_last(r, src, m);
         break;
     default:
@@ -1311,122 +1300,26 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     }
 }
 
-/* ---------------------------------------------------- owners' liveness */
 
-static void owner_services_bump(struct shoal_registry *r, struct owner *o)
-{
-    for (size_t i = 0; i < o->ids.cap; i++) {
-        const struct entry *e = o->ids.slots[i].value;
-        if (o->ids.slots[i].key && e->spos)
-            service_bump(r, e->in.service);
-    }
-    notify(r, SHOAL_REG_OWNER, NULL, o->name, NULL);
-}
 
-void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const char *owner,
-                                 uint8_t status, uint64_t generation)
-{
-    if (strcmp(owner, r->cfg.self) == 0)
-        return;
-    struct owner *o = owner_get(r, owner, true);
-    if (!o)
-        return;
-    bool was_live = is_live_status(o->status);
-    o->status = status;
-    if (status == SHOAL_LEFT) {
-        /* A leaver deregistered its own; whatever is left of it goes now.
-         * The floor keeps its late events from bringing anything back. */
-        owner_wipe(r, o);
-        o->floor = o->max_version;
-    } else if (generation > o->generation) {
-        /* Restarted: it re-announces what it still has under the new one. */
-        if (o->count)
-            r->stats.generation_wipes++;
-        owner_wipe(r, o);
-        o->generation = generation;
-        o->max_version = o->floor = 0;
-    }
-    if (status == SHOAL_DEAD) {
-        if (!o->dead_since)
-            o->dead_since = now;
-        if (o->dead_since + (int64_t)r->cfg.reap_ms < r->next_reap)
-            r->next_reap = o->dead_since + r->cfg.reap_ms;
-    } else {
-        o->dead_since = 0;
-    }
-    if (was_live != is_live_status(status))
-        owner_services_bump(r, o);
-}
 
-static void reap_tick(struct shoal_registry *r, int64_t now)
-{
-    r->next_reap = NEVER;
-    for (size_t i = 0; i < r->owners.cap; i++) {
-        struct owner *o = r->owners.slots[i].value;
-        if (!r->owners.slots[i].key || o->status != SHOAL_DEAD || !o->count)
-            continue;
-        int64_t due = o->dead_since + (int64_t)r->cfg.reap_ms;
-        if (now >= due) {
-            /* Drop the live entries only, and keep the floor: a death may
-             * be false (a long partition), and an owner that comes back in
-             * the same generation must get its instances back by
-             * anti-entropy. Tombstones stay until their own collection. */
-            uint64_t floor = o->floor;
-            for (size_t k = 0; k < o->ids.cap;) {
-                struct entry *e = o->ids.slots[k].value;
-                if (o->ids.slots[k].key && !e->in.deleted) {
-                    entry_drop(r, e);
-                    continue; /* backward shift may have moved a key here */
-                }
-                k++;
-            }
-            o->floor = floor;
-            r->stats.reaped++;
-        } else if (due < r->next_reap) {
-            r->next_reap = due;
-        }
-    }
-}
 
-/* Tombstones are kept tombstone_ttl_ms: far longer than any event can stay
- * in flight (gossip sends end within seconds; anti-entropy carries the
- * tombstone itself while it exists). Collecting one raises the owner's
- * floor, so an older event for that id is still refused afterwards. */
-static void gc_tick(struct shoal_registry *r, int64_t now)
-{
-    for (size_t i = 0; i < r->owners.cap; i++) {
-        struct owner *o = r->owners.slots[i].value;
-        if (!r->owners.slots[i].key)
-            continue;
-        for (size_t k = 0; k < o->ids.cap;) {
-            struct entry *e = o->ids.slots[k].value;
-            if (o->ids.slots[k].key && e->in.deleted &&
-                now - e->tomb_at >= (int64_t)r->cfg.tombstone_ttl_ms) {
-                entry_drop(r, e);
-                r->stats.tombstones_collected++;
-                continue;
-            }
-            k++;
-        }
-    }
-}
 
-static uint32_t gc_interval(const struct shoal_registry *r)
-{
-    uint32_t g = r->cfg.tombstone_ttl_ms / 10;
-    return g < 1000 ? 1000 : g > 60000 ? 60000 : g;
-}
 
 void shoal_registry_tick(struct shoal_registry *r, int64_t now)
 {
     ttl_tick(r, now);
     unknown_sync_tick(r, now);
     if (now >= r->next_gc) {
-        r->next_gc = now + gc_interval(r);
-        gc_tick(r, now);
+        r->next_gc = now + shoal_reg__gc_interval(r);
+        shoal_reg__gc_tick(r, now);
     }
     if (now >= r->next_reap)
-        reap_tick(r, now);
+        shoal_reg__reap_tick(r, now);
+    if (now >= r->next_verify)
+        shoal_reg__verify_tick(r, now);
+    if (r->notice_pending && now - r->last_notice_sync >= NOTICE_SYNC_GAP_MS)
+        notice_sync(r, now, &r->notice_addr);
     if (r->cfg.sync_interval_ms && now >= r->next_sync) {
         struct shoal_addr peer;
         /* Jittered over [interval/2, 3*interval/2) so that nodes started
@@ -1455,6 +1348,10 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
     if (r->push_pending)
         return INT64_MIN; /* now */
     int64_t d = r->next_gc < r->next_reap ? r->next_gc : r->next_reap;
+    if (r->next_verify < d)
+        d = r->next_verify;
+    if (r->notice_pending && r->last_notice_sync + NOTICE_SYNC_GAP_MS < d)
+        d = r->last_notice_sync + NOTICE_SYNC_GAP_MS;
     if (r->qn && r->next_gossip < d)
         d = r->next_gossip;
     if (r->cfg.sync_interval_ms && r->next_sync < d)
@@ -1474,10 +1371,17 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
 
 /* ------------------------------------------------------------ queries */
 
+/* Served: live, and not back from dead with a copy the owner has not
+ * confirmed yet. */
+static bool owner_served(const struct owner *o)
+{
+    return is_live_status(o->status) && !o->unverified;
+}
+
 static bool matches(const struct shoal_registry *r, const struct entry *e,
                     const struct shoal_query *q)
 {
-    if (!q->all && (e->in.health != SHOAL_PASSING || !is_live_status(e->owner->status)))
+    if (!q->all && (e->in.health != SHOAL_PASSING || !owner_served(e->owner)))
         return false;
     (void)r;
     for (size_t i = 0; i < q->n_tags; i++) {
@@ -1528,7 +1432,7 @@ size_t shoal_registry_query(const struct shoal_registry *r, const struct shoal_q
 bool shoal_registry_owner_live(const struct shoal_registry *r, const char *owner)
 {
     const struct owner *o = shoal_strmap_get(&r->owners, owner);
-    return o && is_live_status(o->status);
+    return o && owner_served(o);
 }
 
 static int by_name(const void *a, const void *b)
@@ -1548,8 +1452,7 @@ size_t shoal_registry_services(const struct shoal_registry *r, struct shoal_serv
         if (n < max) {
             size_t passing = 0;
             for (size_t k = 0; k < s->n; k++)
-                passing += s->v[k]->in.health == SHOAL_PASSING &&
-                           is_live_status(s->v[k]->owner->status);
+                passing += s->v[k]->in.health == SHOAL_PASSING && owner_served(s->v[k]->owner);
             out[n] = (struct shoal_service_summary){s->name, passing, s->n};
         }
         n++;
@@ -1590,7 +1493,7 @@ size_t shoal_registry_digests(const struct shoal_registry *r, struct shoal_reg_d
         if (!r->owners.slots[i].key || (!o->count && !o->max_version))
             continue;
         if (n < max)
-            digest_of(o, &out[n]);
+            shoal_reg__digest_of(o, &out[n]);
         n++;
     }
     if (n > 1 && n <= max)
@@ -1627,12 +1530,13 @@ const struct shoal_registry_stats *shoal_registry_stats(const struct shoal_regis
 
 /* ---------------------------------------------------------- lifecycle */
 
+
 struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c, int *err)
 {
     int e = 0;
     if (!shoal_name_valid(c->self) || !c->send || !c->gossip_interval_ms ||
         !c->retransmit_mult || c->max_datagram < SHOAL_ENVELOPE_BYTES + 512 ||
-        c->max_stream_part < 65536)
+        c->max_stream_part < 65536 || shoal_registry_config_check(c, 0))
         e = SHOAL_EINVAL;
     struct shoal_registry *r = e ? NULL : calloc(1, sizeof(*r));
     if (!e && !r)
@@ -1642,7 +1546,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
         shoal_regauth_caps_defaults(&r->cfg);
         r->index = 1;
         r->index_base = 1;
-        r->self = owner_get(r, c->self, true);
+        r->self = shoal_reg__owner_get(r, c->self, true);
         if (!r->self) {
             free(r);
             r = NULL;
@@ -1653,6 +1557,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
             r->last_notice_sync = INT64_MIN / 2;
             r->next_gossip = (int64_t)(shoal_strhash(c->self) % c->gossip_interval_ms);
             r->next_reap = NEVER;
+            r->next_verify = NEVER;
         }
     }
     if (err)

@@ -249,6 +249,9 @@ struct shoal_registry_config {
     uint64_t max_owner_bytes;      /* 16 MiB */
     uint32_t max_instances;        /* 1000000 */
     uint64_t max_bytes;            /* 1 GiB */
+    /* Optional: the address of a live member, to sync with an owner itself
+     * (back from dead, or what only it can vouch for). false if unknown. */
+    bool (*member_addr)(void *ud, const char *name, struct shoal_addr *out);
 };
 
 /* Why an event from another node was refused (counted per reason). */
@@ -271,14 +274,26 @@ enum shoal_reg_refuse {
 };
 const char *shoal_reg_refuse_name(int reason);
 
+/* The relation of the retention times, checked at start-up. NULL if the
+ * settings are safe, else a static sentence saying what to change.
+ * member_reap_ms is membership's dead-member retention (0: not checked). */
+const char *shoal_registry_config_check(const struct shoal_registry_config *c,
+                                        uint32_t member_reap_ms);
+
 struct shoal_registry_stats {
     uint64_t events_applied, events_stale, events_sent, notices_sent;
     uint64_t syncs_started, syncs_served, sync_events_sent, sync_events_received;
     uint64_t tombstones_collected, reaped, generation_wipes;
     uint64_t refused[SHOAL_REG_REFUSE_COUNT]; /* by enum shoal_reg_refuse */
-    uint64_t verified;                        /* owner signatures checked */
+    uint64_t sig_verified;                    /* owner signatures checked */
     uint64_t proofs_sent, proofs_verified, proofs_failed; /* owner proofs */
     uint64_t events_by_proof; /* events admitted under an owner proof */
+    uint64_t floor_refusals;  /* live events below a collected tombstone, not from the owner */
+    uint64_t owner_syncs;     /* syncs asked of an owner (back from dead, refusals) */
+    uint64_t verified;        /* owners back from dead whose sync with them completed */
+    uint64_t verify_timeouts; /* ... that did not complete in time: served anyway */
+    uint64_t swept;           /* entries an owner's full state no longer had */
+    uint64_t regossiped;      /* events from small anti-entropy messages gossiped on */
 };
 
 struct shoal_registry;

@@ -61,7 +61,7 @@ static bool proof_holds(const struct shoal_registry_config *c, const struct shoa
     free(h);
     if (memcmp(root, p->root, sizeof(root)) != 0)
         return false;
-    st->verified++;
+    st->sig_verified++;
     return c->verify_proof(c->ud, p, pk);
 }
 

@@ -33,7 +33,7 @@ struct relay {
 
 /* The probe of the current protocol period. */
 struct probe {
-    bool active, acked, indirect_sent;
+    bool active, acked, indirect_sent, fallback_acked;
     uint32_t seq;
     char target[SHOAL_NAME_MAX];
     int64_t direct_deadline; /* probe timeout: then ping-req */
@@ -317,11 +317,15 @@ static bool confirm_suspicion(struct shoal_swim *s, struct shoal_member *m, cons
     (void)now;
     if (!from[0])
         return false;
-    for (uint32_t i = 0; i < m->n_confirmers; i++)
+    /* n_confirmers never exceeds the array: a confirmer we cannot record
+     * could not be told from a duplicate later, so it is not counted.
+     * Lifeguard needs only mult - 2 confirmations (sec. 4.2), far fewer. */
+    for (uint32_t i = 0; i < m->n_confirmers && i < SHOAL_MAX_CONFIRMERS; i++)
         if (strcmp(m->confirmers[i], from) == 0)
             return false;
-    if (m->n_confirmers < SHOAL_MAX_CONFIRMERS)
-        name_copy(m->confirmers[m->n_confirmers], from);
+    if (m->n_confirmers >= SHOAL_MAX_CONFIRMERS)
+        return false;
+    name_copy(m->confirmers[m->n_confirmers], from);
     m->n_confirmers++;
     /* The first suspecter starts the timer; others confirm it. */
     uint32_t confirmations = m->n_confirmers - 1;
@@ -377,6 +381,16 @@ static void apply_about_self(struct shoal_swim *s, const struct shoal_update *u,
     }
     if (u->status == SHOAL_ALIVE && u->incarnation <= me->info.incarnation)
         return;
+    if (u->status != SHOAL_ALIVE && u->incarnation < me->info.incarnation) {
+        /* A claim about an incarnation we have already outgrown (a stale
+         * suspicion still in flight, or a backlog read after a pause): our
+         * alive already overrides it everywhere (DESIGN.md precedence), so
+         * raising again would only add refutations. Make sure the sender
+         * hears our current state. */
+        s->stats.stale_claims++;
+        enqueue(s, me, NULL);
+        return;
+    }
     /* Suspect/dead/left about us at our generation, or a stale alive with an
      * incarnation we must outgrow: refute (Lifeguard: we may be the slow one). */
     me->info.incarnation = (u->incarnation > me->info.incarnation ? u->incarnation
@@ -530,6 +544,7 @@ static void suspect_member(struct shoal_swim *s, struct shoal_member *m, int64_t
         set_status(s, m, SHOAL_SUSPECT, now);
         start_suspicion(s, m, s->self, now);
         s->stats.suspicions++;
+        s->stats.probe_suspicions++;
         emit(s, SHOAL_EV_MEMBER_STATUS, m, old, NULL);
         enqueue(s, m, s->self);
         s->next_gossip = now;
@@ -623,6 +638,10 @@ static void probe_indirect(struct shoal_swim *s, int64_t now)
     size_t k = s->cfg.indirect_checks < 64 ? s->cfg.indirect_checks : 64;
     size_t n = pick_members(s, k, pred_alive, now, p->target, idx);
     p->expected_nacks = (uint32_t)n;
+    if (s->cfg.fallback_ping) {
+        s->stats.fallback_pings++;
+        s->cfg.fallback_ping(s->cfg.ud, &t->info.addr, t->info.name, p->seq);
+    }
     for (size_t i = 0; i < n; i++) {
         const struct shoal_member *via = &s->members.v[idx[i]];
         struct shoal_msg *m = msg_begin(s, SHOAL_MSG_PING_REQ, p->seq);
@@ -648,6 +667,8 @@ static void probe_judge(struct shoal_swim *s, int64_t now)
                                        : 1;
     s->awareness = s->awareness + delta < s->cfg.awareness_max ? s->awareness + delta
                                                                : s->cfg.awareness_max - 1;
+    if (p->fallback_acked)
+        return; /* reached over TCP: alive, though our UDP path is suspect */
     struct shoal_member *t = shoal_members_find(&s->members, p->target);
     if (t)
         suspect_member(s, t, now);
@@ -673,6 +694,16 @@ static void on_ack(struct shoal_swim *s, uint32_t seq, int64_t now)
             msg_send(s, &r->origin, m);
             return;
         }
+    }
+}
+
+void shoal_swim_fallback_ack(struct shoal_swim *s, int64_t now, uint32_t seq)
+{
+    (void)now;
+    struct probe *p = &s->probe;
+    if (p->active && p->seq == seq && !p->acked && !p->fallback_acked) {
+        p->fallback_acked = true;
+        s->stats.fallback_acks++;
     }
 }
 
@@ -850,6 +881,12 @@ void shoal_swim_tick(struct shoal_swim *s, int64_t now)
             reap_tick(s, now);
             start_probe(s, now);
         }
+        /* A failed probe of a member already suspect is one more Lifeguard
+         * confirmation: it shortens the timeout, possibly to before now.
+         * Expire it in this tick, not the next ("deadline did not advance
+         * past ... after a tick", which came with every such death). */
+        if (s->next_suspicion <= now)
+            suspicion_tick(s, now);
         if (s->cfg.pushpull_interval_ms && now >= s->next_pushpull)
             pushpull_tick(s, now);
     }

@@ -73,11 +73,19 @@ struct shoal_swim_config {
     void (*send)(void *ud, const struct shoal_addr *to, const struct shoal_msg *m);
     /* Optional. ev is valid only during the call. */
     void (*event)(void *ud, const struct shoal_event *ev);
+    /* Optional: the TCP fallback probe (memberlist's). When the direct
+     * probe of `target` at `to` got no ack, ping it over a stream too, in
+     * parallel with the ping-reqs; an answer is reported with
+     * shoal_swim_fallback_ack(seq). UDP loss alone then makes no suspicion. */
+    void (*fallback_ping)(void *ud, const struct shoal_addr *to, const char *target, uint32_t seq);
 };
 
 struct shoal_swim_stats {
     uint64_t probes_sent, probes_failed, ping_reqs_sent, acks_relayed, nacks_sent;
     uint64_t suspicions, refutes, deaths, conflicts;
+    uint64_t stale_claims; /* suspect/dead about an incarnation of ours already refuted */
+    uint64_t fallback_pings, fallback_acks; /* TCP fallback probes sent, answered in time */
+    uint64_t probe_suspicions; /* of the suspicions, those our own failed probes started */
     uint64_t updates_applied, updates_stale, gossip_sent, pushpulls;
     uint64_t msgs_in, msgs_out, msgs_ignored;
 };
@@ -99,6 +107,10 @@ void shoal_swim_recv(struct shoal_swim *s, int64_t now_ms, const struct shoal_ad
 void shoal_swim_tick(struct shoal_swim *s, int64_t now_ms);
 /* The earliest time anything is due; tick then. */
 int64_t shoal_swim_next_deadline(const struct shoal_swim *s);
+
+/* The TCP fallback ping of probe seq was answered: the target is alive,
+ * though UDP failed (the prober's own health still counts the miss). */
+void shoal_swim_fallback_ack(struct shoal_swim *s, int64_t now_ms, uint32_t seq);
 
 /* Starts joining through seeds (push-pull to each, retried with backoff until
  * one answers). Returns 0 or SHOAL_EINVAL. */

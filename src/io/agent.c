@@ -36,6 +36,7 @@
 #include "io/joiner.h"
 #include "io/log.h"
 #include "io/metrics.h"
+#include "io/ui.h"
 #include "io/node.h"
 #include "io/procinfo.h"
 #include "io/regstore.h"
@@ -67,7 +68,9 @@
 static const char agent_help_notes[] =
     "D is a duration: 250ms, 2s, 1m, 1h, or bare milliseconds. Protocol constants follow\n"
     "memberlist's LAN profile. --advertise defaults to --bind, the name to the hostname.\n"
-    "Registry: --config-dir loads every *.service file at start and on SIGHUP.\n"
+    "Registry: --config-dir loads every *.service file at start and on SIGHUP. Refused:\n"
+    "--tombstone-ttl below --registry-reap or 2 x --sync-interval, --reap below\n"
+    "--registry-reap (a deregistered instance could come back).\n"
     "DNS: if the default --dns address is taken, a warning and no DNS; 'off' disables it.\n"
     "Joining: --join and --retry-join take HOST:PORT, HOST an IP address or a DNS name that\n"
     "is resolved again at every attempt (all its addresses are asked); a failed attempt is\n"
@@ -646,6 +649,17 @@ static int agent_parse(int argc, char **argv, struct agent_opts *o, struct shoal
                  o->swim.probe_interval_ms);
         return bad_value("probe-timeout", o->probe_timeout_s ? o->probe_timeout_s : "500ms", why);
     }
+    /* Retention times that would let a deregistered instance come back
+     * (docs/faults.md): refused, with what to change. */
+    const char *retention = shoal_registry_config_check(&o->registry, o->swim.reap_ms);
+    if (retention) {
+        fprintf(stderr,
+                "shoal agent: %s (now --tombstone-ttl %" PRIu32 "ms, --registry-reap %" PRIu32
+                "ms, --sync-interval %" PRIu32 "ms, --reap %" PRIu32 "ms)\n",
+                retention, o->registry.tombstone_ttl_ms, o->registry.reap_ms,
+                o->registry.sync_interval_ms, o->swim.reap_ms);
+        return 2;
+    }
     if (!o->advertise.family) {
         o->advertise = o->bind;
         if (addr_is_wildcard(&o->bind))
@@ -760,13 +774,15 @@ static void agent_reg_changed(void *ud)
 {
     struct agent *a = ud;
     shoal_api_registry_changed(&a->api);
+    shoal_ui_notify(&a->api, false);
 }
 
-/* SWIM events: metrics count flaps from them. */
+/* SWIM events: metrics count flaps from them; the web UI shows them. */
 static void agent_event(void *ud, const struct shoal_event *ev)
 {
     struct agent *a = ud;
     shoal_metrics_event(&a->metrics, shoal_node_clock_ms(), ev);
+    shoal_ui_notify(&a->api, true);
     shoal_joinset_event(&a->joins, ev);
 }
 

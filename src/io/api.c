@@ -41,6 +41,7 @@
 #include "io/resolve.h"
 #include "io/stream.h"
 #include "io/svcfile.h"
+#include "io/ui.h"
 #include "wire/wire.h"
 
 #define API_ECHO_MAX 96          /* bytes of request text quoted in errors */
@@ -144,7 +145,10 @@ static json_t *registry_stats_object(const struct shoal_registry_stats *st)
                     {"sync_events_sent", st->sync_events_sent},
                     {"sync_events_received", st->sync_events_received},
                     {"tombstones_collected", st->tombstones_collected}, {"reaped", st->reaped},
-                    {"generation_wipes", st->generation_wipes});
+                    {"generation_wipes", st->generation_wipes},
+                    {"floor_refusals", st->floor_refusals}, {"owner_syncs", st->owner_syncs},
+                    {"verified", st->verified}, {"verify_timeouts", st->verify_timeouts},
+                    {"swept", st->swept}, {"regossiped", st->regossiped});
 }
 
 static json_t *health_counts_object(const size_t by_health[SHOAL_HEALTH_COUNT])
@@ -203,7 +207,7 @@ static json_t *registry_info(struct shoal_api *api)
     json_object_set_new(v, "frame_drops", counters_object(frame_drops, SHOAL_DROP_COUNT));
     json_object_set_new(v, "refused", refused_object(shoal_registry_stats(r)));
     json_object_set_new(v, "signatures_verified",
-                        json_integer((json_int_t)shoal_registry_stats(r)->verified));
+                        json_integer((json_int_t)shoal_registry_stats(r)->sig_verified));
     json_object_set_new(v, "persist",
                         COUNTERS({"writes", c->persist_writes}, {"errors", c->persist_errors}));
     json_object_set_new(v, "waiting_queries", json_integer((json_int_t)shoal_api_waiting(api)));
@@ -260,7 +264,10 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
         v, "protocol",
         COUNTERS({"probes_sent", st->probes_sent}, {"probes_failed", st->probes_failed},
                  {"ping_reqs_sent", st->ping_reqs_sent}, {"suspicions", st->suspicions},
-                 {"refutes", st->refutes}, {"deaths", st->deaths}, {"conflicts", st->conflicts},
+                 {"probe_suspicions", st->probe_suspicions},
+                 {"refutes", st->refutes}, {"stale_claims", st->stale_claims},
+                 {"fallback_pings", st->fallback_pings}, {"fallback_acks", st->fallback_acks},
+                 {"deaths", st->deaths}, {"conflicts", st->conflicts},
                  {"updates_applied", st->updates_applied}, {"pushpulls", st->pushpulls}));
     json_object_set_new(v, "joining", json_boolean(shoal_swim_joining(s)));
     json_object_set_new(v, "cluster_key", json_boolean(shoal_node_has_cluster_key(api->node)));
@@ -1078,7 +1085,9 @@ static void waiter_unlink(struct api_waiter *w)
 /* Answers a detached waiter with the current result and frees it. */
 static void waiter_answer(struct api_waiter *w)
 {
-    json_t *v = query_result(w->api, &w->q);
+    /* a client that went away (a page closed) costs no answer: building a
+     * 10,000-instance one takes a good part of a second */
+    json_t *v = shoal_http_awaiting(w->api->http, w->conn) ? query_result(w->api, &w->q) : NULL;
     char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     int status = body ? 200 : 500;
@@ -1133,6 +1142,7 @@ void shoal_api_close(struct shoal_api *api)
     shoal_resolver_free(api->resolver);
     api->resolver = NULL;
     shoal_consul_close(api);
+    shoal_ui_close(api);
     if (!api->waiters)
         return;
     while (api->waiters->head) {
@@ -1465,8 +1475,10 @@ void shoal_api_handle(void *ud, uint64_t conn_id, const struct shoal_http_req *r
     struct shoal_api *api = ud;
     char p[API_ECHO_MAX + 1];
 
-    /* Native routes first: they win where a path could mean both. */
-    if (shoal_api_native(api, conn_id, req, resp) || shoal_consul_handle(api, conn_id, req, resp))
+    /* The web UI (/ui/, /v1/cluster), then native routes: they win where a
+     * path could mean both; then Consul's. */
+    if (shoal_ui_handle(api, conn_id, req, resp) || shoal_api_native(api, conn_id, req, resp) ||
+        shoal_consul_handle(api, conn_id, req, resp))
         return;
     echo_safe(p, sizeof(p), req->path);
     reply_error(resp, 404, "no such endpoint: %s", p);

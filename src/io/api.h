@@ -15,6 +15,7 @@
  *   /v1/agent/.., /v1/catalog/.., /v1/health/.., /v1/status/.., /v1/sd/prometheus:
  *                               Consul's API and Prometheus http_sd (io/consul_api.h);
  *                               a native route wins where paths collide
+ *   GET  /ui/, GET /v1/cluster  the web UI and its blocking summary (io/ui.h)
  * Errors are {"error":"message"} with 400, 404, 405, 500 or 503. The handler
  * has the signature of shoal_http_handler, with a struct shoal_api as ud.
  */
@@ -33,6 +34,7 @@ struct shoal_svcset;
 struct shoal_metrics;
 struct api_waiters;
 struct shoal_resolver;
+struct shoal_ui;
 
 #define SHOAL_API_MAX_WAITERS 4096      /* blocking queries at once; then 503 */
 #define SHOAL_API_WAIT_DEFAULT_MS 60000 /* wait= of a blocking query */
@@ -64,6 +66,7 @@ struct shoal_api {
      * it answers for ("dc1" when NULL), and its private state. */
     const char *datacenter;
     struct shoal_consul *consul; /* private; shoal_api_close() frees it */
+    struct shoal_ui *ui; /* private (io/ui.h): /ui/ and /v1/cluster; shoal_api_close() frees it */
 };
 
 /* A shoal_http_handler: ud is a struct shoal_api *. resp->body is malloc'd. */

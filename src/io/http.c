@@ -57,11 +57,13 @@ struct http_conn {
     struct http_buf url, body;
     size_t head_bytes;
     int reject;          /* status to answer when a callback stops the parser */
-    char hdr_name[8];    /* lower-cased prefix of the current header name */
+    char hdr_name[16];   /* lower-cased prefix of the current header name */
     size_t hdr_name_len; /* full length seen so far (may exceed the buffer) */
     char expect[16];     /* value of an Expect header, truncated */
     size_t expect_len;
-    bool hdr_in_value, is_expect;
+    char inm[128];       /* value of an If-None-Match header, truncated */
+    size_t inm_len;
+    bool hdr_in_value, is_expect, is_inm;
     /* the request parsed last: read by dispatch and by a deferred reply */
     bool have_req, keepalive, is_head;
     bool awaiting;    /* a deferred request waits for shoal_http_reply() */
@@ -270,8 +272,8 @@ static int on_message_begin(http_parser *p)
     c->url.len = c->body.len = 0;
     c->head_bytes = 0;
     c->reject = 0;
-    c->hdr_name_len = c->expect_len = 0;
-    c->hdr_in_value = c->is_expect = false;
+    c->hdr_name_len = c->expect_len = c->inm_len = 0;
+    c->hdr_in_value = c->is_expect = c->is_inm = false;
     return 0;
 }
 
@@ -323,10 +325,15 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     if (!c->hdr_in_value) {
         c->hdr_in_value = true;
         c->is_expect = c->hdr_name_len == 6 && memcmp(c->hdr_name, "expect", 6) == 0;
+        c->is_inm = c->hdr_name_len == 13 && memcmp(c->hdr_name, "if-none-match", 13) == 0;
     }
     if (c->is_expect) {
         for (size_t i = 0; i < n && c->expect_len < sizeof(c->expect); i++)
             c->expect[c->expect_len++] = at[i];
+    }
+    if (c->is_inm) { /* kept NUL-terminated; a longer value is cut (it then matches nothing) */
+        for (size_t i = 0; i < n && c->inm_len + 1 < sizeof(c->inm); i++)
+            c->inm[c->inm_len++] = at[i];
     }
     return 0;
 }
@@ -500,6 +507,8 @@ static int conn_dispatch(struct http_conn *c)
     req.query = pq + plen + 1;
     req.body = c->body.p;
     req.body_len = c->body.len;
+    c->inm[c->inm_len] = 0;
+    req.if_none_match = c->inm;
 
     s->depth++;
     s->handler(s->ud, c->id, &req, &resp);
@@ -833,6 +842,12 @@ bool shoal_http_reply_headers(struct shoal_http_server *s, uint64_t conn_id, int
         conn_close(c);
     server_leave(s);
     return ok;
+}
+
+bool shoal_http_awaiting(struct shoal_http_server *s, uint64_t conn_id)
+{
+    struct http_conn *c = conn_find(s, conn_id);
+    return c && c->awaiting && !c->lingering && !c->peer_eof;
 }
 
 bool shoal_http_peer(struct shoal_http_server *s, uint64_t conn_id, char *out, size_t outlen)

@@ -22,7 +22,7 @@ struct ev_loop;
 struct shoal_http_server;
 
 #define SHOAL_HTTP_MAX_BODY (1024 * 1024)
-#define SHOAL_HTTP_EXTRA_HEADERS 256 /* bytes of handler-given header lines */
+#define SHOAL_HTTP_EXTRA_HEADERS 1024 /* bytes of handler-given header lines (the UI's CSP, ETag, ...) */
 
 struct shoal_http_req {
     const char *method; /* "GET", "POST", "PUT", "DELETE", ... */
@@ -30,6 +30,7 @@ struct shoal_http_req {
     const char *query;  /* "index=3&wait=10s" or "" */
     const char *body;   /* NUL-terminated; "" when none */
     size_t body_len;
+    const char *if_none_match; /* the If-None-Match header (cut at 127 bytes), "" if none */
 };
 
 struct shoal_http_resp {
@@ -65,6 +66,10 @@ bool shoal_http_reply(struct shoal_http_server *s, uint64_t conn_id, int status,
 /* The same with extra header lines (as shoal_http_resp.headers; NULL for none). */
 bool shoal_http_reply_headers(struct shoal_http_server *s, uint64_t conn_id, int status,
                               const char *content_type, const char *headers, char *body);
+
+/* Does connection conn_id still wait for shoal_http_reply()? False once the
+ * client has gone away: a deferred answer need not be built then. */
+bool shoal_http_awaiting(struct shoal_http_server *s, uint64_t conn_id);
 
 /* The IP address (text) of the peer of connection conn_id, into out.
  * Returns false if the connection is gone or has no IP peer. */

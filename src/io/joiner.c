@@ -111,9 +111,12 @@ static void joiner_finish(struct shoal_joiner *j, bool ok, const char *text)
 {
     void (*done)(void *, bool, const char *) = j->cfg.done;
     void *ud = j->cfg.ud;
+    char copy[1200]; /* text may point into j (its resolve_why) */
+    if (text)
+        snprintf(copy, sizeof(copy), "%s", text);
     joiner_free(j);
     if (done)
-        done(ud, ok, text);
+        done(ud, ok, text ? copy : NULL);
 }
 
 static void attempt_start(struct shoal_joiner *j)

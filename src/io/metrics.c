@@ -195,7 +195,7 @@ static void registry(struct buf *b, struct shoal_node *node)
         sample(b, "shoal_registry_events_refused_total", "reason", shoal_reg_refuse_name(i),
                st->refused[i]);
     scalar(b, "shoal_registry_signatures_verified_total", "counter",
-           "Owner signatures of registry events checked.", st->verified);
+           "Owner signatures of registry events checked.", st->sig_verified);
     family(b, "shoal_registry_syncs_total", "counter",
            "Anti-entropy exchanges, by role (started here or served for a peer).");
     sample(b, "shoal_registry_syncs_total", "role", "started", st->syncs_started);

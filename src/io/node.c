@@ -24,6 +24,7 @@
 
 #include "core/principal.h"
 #include "io/datadir.h"
+#include "io/fallback.h"
 #include "io/log.h"
 #include "io/regstore.h"
 #include "io/stream.h"
@@ -431,6 +432,54 @@ static void node_datagram(void *ud, const uint8_t *buf, size_t len, const struct
 }
 
 /* One whole stream frame from connection conn. */
+/* The TCP fallback probe (io/fallback.c): swim asks for a ping over a
+ * stream when a direct probe got no ack. */
+static void node_fallback_ping(void *ud, const struct shoal_addr *to, const char *target,
+                               uint32_t seq)
+{
+    struct shoal_node *n = ud;
+    char a[SHOAL_ADDR_STRLEN];
+    int rc = shoal_fallback_send(n->wire, n->stream, 0, to, SHOAL_MSG_PING,
+                                 shoal_swim_config(n->swim)->name, target, seq);
+    if (rc != 0) {
+        n->counters.stream_errors++;
+        if (log_sampled(n->counters.stream_errors))
+            shoal_log_warn("stream", "cannot send a fallback ping to %s %s: %s (%" PRIu64
+                           " so far)",
+                           target, shoal_addr_format(to, a, sizeof(a)), shoal_strerror(rc),
+                           n->counters.stream_errors);
+    }
+}
+
+/* A fallback PING is answered with an ACK on the same connection; an ACK
+ * goes to swim, which takes it only for the probe it is waiting on. */
+static void node_fallback_frame(struct shoal_node *n, uint64_t conn, const struct shoal_addr *src,
+                                const uint8_t *payload, size_t plen, size_t len)
+{
+    uint8_t type = 0;
+    uint32_t seq = 0;
+    char target[SHOAL_NAME_MAX];
+    const char *bad = NULL;
+    int rc = shoal_fallback_parse(payload, plen, &type, &seq, target, &bad);
+    if (rc != 0) {
+        node_drop(n, n->counters.frame_drops, decode_drop(rc), "frame", len, src, bad);
+        return;
+    }
+    const char *self = shoal_swim_config(n->swim)->name;
+    if (type == SHOAL_MSG_ACK) {
+        shoal_swim_fallback_ack(n->swim, shoal_node_clock_ms(), seq);
+        return;
+    }
+    if (strcmp(target, self) != 0 || n->leaving) {
+        node_drop(n, n->counters.frame_drops, SHOAL_DROP_INVALID, "frame", len, src,
+                  "fallback ping for another member");
+        return;
+    }
+    rc = shoal_fallback_send(n->wire, n->stream, conn, src, SHOAL_MSG_ACK, self, NULL, seq);
+    if (rc != 0)
+        n->counters.stream_errors++;
+}
+
 static void node_frame(void *ud, uint64_t conn, const struct shoal_addr *src, const uint8_t *frame,
                        size_t len)
 {
@@ -445,6 +494,10 @@ static void node_frame(void *ud, uint64_t conn, const struct shoal_addr *src, co
         return;
     }
     int type = shoal_wire_payload_type(payload, plen);
+    if (type == SHOAL_MSG_PING || type == SHOAL_MSG_ACK) {
+        node_fallback_frame(n, conn, src, payload, plen, len);
+        return;
+    }
     if (type != SHOAL_REG_SYNC_REQ && type != SHOAL_REG_SYNC_RESP && type != SHOAL_REG_SYNC_DATA) {
         node_drop(n, n->counters.frame_drops, type < 0 ? SHOAL_DROP_DECODE : SHOAL_DROP_INVALID,
                   "frame", len, src, type < 0 ? NULL : "not a stream message type");
@@ -590,6 +643,19 @@ static size_t node_reg_peers(void *ud, size_t k, struct shoal_addr *out)
 {
     struct shoal_node *n = ud;
     return shoal_swim_random_members(n->swim, k, out);
+}
+
+/* The registry syncs with an owner itself when it comes back from dead:
+ * its address, if membership holds it live. */
+static bool node_reg_member_addr(void *ud, const char *name, struct shoal_addr *out)
+{
+    struct shoal_node *n = ud;
+    struct shoal_member_info m;
+    if (!shoal_swim_member_find(n->swim, name, &m) ||
+        (m.status != SHOAL_ALIVE && m.status != SHOAL_SUSPECT))
+        return false;
+    *out = m.addr;
+    return true;
 }
 
 static void node_reg_changed(void *ud, const struct shoal_reg_change *c)
@@ -817,6 +883,7 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
             goto fail;
         }
     }
+    rc_cfg.member_addr = node_reg_member_addr;
     n->reg = shoal_registry_new(&rc_cfg, &rc);
     if (!n->reg) {
         if (rc == 0)
@@ -830,6 +897,7 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     sc.ud = n;
     sc.send = node_send;
     sc.event = node_event;
+    sc.fallback_ping = node_fallback_ping;
     n->swim = shoal_swim_new(&sc, shoal_node_clock_ms(), &rc);
     if (!n->swim) {
         if (rc == 0)

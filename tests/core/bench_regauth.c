@@ -256,7 +256,7 @@ static double bulk(size_t instances, enum mode mode, uint64_t *verified, uint64_
                 mode == MODE_NONE ? "none" : mode == MODE_EVENTS ? "events" : "proofs");
         failures++;
     }
-    *verified = shoal_registry_stats(fresh.r)->verified;
+    *verified = shoal_registry_stats(fresh.r)->sig_verified;
     *by_proof = shoal_registry_stats(fresh.r)->events_by_proof;
     for (size_t o = 0; o < n_owners; o++)
         shoal_registry_free(owners[o].r);

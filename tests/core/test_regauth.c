@@ -274,8 +274,8 @@ TEST(signed_replicates, "an owner's signed event replicates; each copy is verifi
     CHECK_EQ(count(1, "web"), 1);
     CHECK_EQ(count(2, "web"), 1);
     /* b and c verified a's event once each, however often gossip repeated it. */
-    CHECK_EQ(stats(1)->verified, 1);
-    CHECK_EQ(stats(2)->verified, 1);
+    CHECK_EQ(stats(1)->sig_verified, 1);
+    CHECK_EQ(stats(2)->sig_verified, 1);
     for (int i = 1; i < 3; i++)
         for (int k = 0; k < SHOAL_REG_REFUSE_COUNT; k++)
             CHECKF(stats(i)->refused[k] == 0, "%s refused %s", nodes[i].name,
@@ -346,7 +346,7 @@ TEST(after_forgery, "after a forgery the rest of its message is refused unverifi
         ev[i].has_sig = true;
     }
     inject(1, 2, ev, 1000, true, now);
-    CHECK_EQ(stats(2)->verified, 1);
+    CHECK_EQ(stats(2)->sig_verified, 1);
     CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_BAD_SIGNATURE], 1);
     CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_AFTER_FORGERY], 999);
     CHECK_EQ(count(2, "web"), 0);
@@ -369,7 +369,7 @@ TEST(scopes, "an owner allowed web* gets EPERM for payments; replicas refuse its
     sign_as(0, &ev);
     inject(1, 2, &ev, 1, false, now);
     CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_OUT_OF_SCOPE], 1);
-    CHECK_EQ(stats(2)->verified, 0); /* refused before any signature work */
+    CHECK_EQ(stats(2)->sig_verified, 0); /* refused before any signature work */
     CHECK_EQ(count(2, "payments"), 0);
     /* A tombstone names no service: in scope. */
     run(&now, 2000);
@@ -410,7 +410,7 @@ TEST(caps, "per-owner caps: the owner gets ETOOBIG, replicas refuse the excess, 
     inject(1, 2, ev, 30, true, now);
     CHECK_EQ(count(2, "capb"), 10);
     CHECK_EQ(stats(2)->refused[SHOAL_REG_REFUSE_OWNER_INSTANCES], 20);
-    CHECK_EQ(stats(2)->verified, 10 + 10); /* a's 10 (c-0 sent once, updated), b's 10 */
+    CHECK_EQ(stats(2)->sig_verified, 10 + 10); /* a's 10 (c-0 sent once, updated), b's 10 */
     CHECK_EQ(count(2, "cap"), 10);
     teardown();
 }
@@ -433,7 +433,7 @@ TEST(proofs, "anti-entropy of 2,000 entries is admitted under one owner proof, r
     run(&now, 3000);
     /* b got some of a's events by gossip, one verification each; the rest
      * come with a's proof when it syncs with a. */
-    uint64_t v0 = stats(1)->verified;
+    uint64_t v0 = stats(1)->sig_verified;
     CHECK(v0 > 0 && count(1, "bulk") < 1999);
     struct shoal_addr a_addr = addr_of(0);
     shoal_registry_sync_with(nodes[1].r, now, &a_addr);
@@ -441,7 +441,7 @@ TEST(proofs, "anti-entropy of 2,000 entries is admitted under one owner proof, r
     CHECK(stats(0)->proofs_sent >= 1);
     CHECK_EQ(count(1, "bulk"), 1999);
     CHECK(stats(1)->events_by_proof >= 2000);
-    CHECK(stats(1)->verified <= v0 + 3);
+    CHECK(stats(1)->sig_verified <= v0 + 3);
     /* c arrives and syncs with b: one proof for 2,000 entries, relayed by b. */
     nodes[2].r = c;
     shoal_registry_owner_status(c, now, "a", SHOAL_ALIVE, 1);
@@ -451,8 +451,8 @@ TEST(proofs, "anti-entropy of 2,000 entries is admitted under one owner proof, r
     CHECK_EQ(count(2, "bulk"), 1999);
     CHECKF(stats(2)->events_by_proof >= 2000, "events_by_proof %llu",
            (unsigned long long)stats(2)->events_by_proof);
-    CHECKF(stats(2)->verified <= 3, "c verified %llu signatures",
-           (unsigned long long)stats(2)->verified);
+    CHECKF(stats(2)->sig_verified <= 3, "c verified %llu signatures",
+           (unsigned long long)stats(2)->sig_verified);
     CHECK_EQ(stats(2)->proofs_failed, 0);
     teardown();
 }
@@ -495,7 +495,7 @@ TEST(proof_mismatch, "a proof that does not match the entries sent is ignored: e
     recv_bytes(2, &from, buf, (size_t)len, now);
     CHECK_EQ(stats(2)->proofs_failed, 1);
     CHECK_EQ(stats(2)->events_by_proof, 0);
-    CHECK_EQ(stats(2)->verified, 50);
+    CHECK_EQ(stats(2)->sig_verified, 50);
     CHECK_EQ(count(2, "mm"), 50);
     teardown();
 }

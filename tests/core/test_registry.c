@@ -541,7 +541,9 @@ TEST(tombstone_gc, "tombstones are collected after their TTL and an old event st
     c.ud = (void *)(intptr_t)1;
     c.sync_interval_ms = 0;
     c.tombstone_ttl_ms = 10000;
+    c.reap_ms = 10000; /* a tombstone must outlive the reap (shoal_registry_config_check) */
     reg[1] = shoal_registry_new(&c, NULL);
+    CHECK(reg[1] != NULL);
     struct shoal_instance ev = spec("x", "svc", 1);
     snprintf(ev.owner, sizeof(ev.owner), "n9");
     ev.generation = 1;

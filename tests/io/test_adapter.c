@@ -559,7 +559,7 @@ static struct api_call call_api(struct shoal_node *n, const char *method, const 
                                 const char *body, size_t body_len)
 {
     struct shoal_api api = {.node = n, .leave = leave_hook, .joins = test_joins};
-    struct shoal_http_req req = {method, path, "", body, body_len};
+    struct shoal_http_req req = {method, path, "", body, body_len, ""};
     struct shoal_http_resp resp = {0};
     struct api_call out = {0};
     json_error_t jerr;
@@ -670,11 +670,12 @@ TEST(api_info, "GET /v1/info reports identity, counters, drops and protocol stat
     for (int i = 0; i < 8; i++)
         dsum += int_at(j, "drops", drops[i]);
     CHECK_EQ(dsum, 1);
-    static const char *const proto[] = {"probes_sent", "probes_failed",   "ping_reqs_sent",
-                                        "suspicions",  "refutes",         "deaths",
-                                        "conflicts",   "updates_applied", "pushpulls"};
-    CHECK_EQ(json_object_size(json_object_get(j, "protocol")), 9);
-    for (int i = 0; i < 9; i++)
+    static const char *const proto[] = {
+        "probes_sent",  "probes_failed",  "ping_reqs_sent", "suspicions",     "probe_suspicions",
+        "refutes",      "stale_claims",   "fallback_pings", "fallback_acks",  "deaths",
+        "conflicts",    "updates_applied", "pushpulls"};
+    CHECK_EQ(json_object_size(json_object_get(j, "protocol")), 13);
+    for (int i = 0; i < 13; i++)
         (void)int_at(j, "protocol", proto[i]);
     CHECK(int_at(j, "protocol", "probes_sent") > 0);
     CHECK(int_at(j, "protocol", "updates_applied") > 0);
@@ -938,6 +939,31 @@ TEST(agent_flags, "the agent rejects a bad flag or value with exit 2, naming the
     }
     char *help[] = {"agent", "--help", NULL};
     CHECK_EQ(agent_capture(help, err, sizeof(err)), 0);
+}
+
+TEST(agent_retention, "retention times that would let a deregistration be undone are refused")
+{
+    static const struct {
+        const char *args[6];
+        const char *says;
+    } bad[] = {
+        {{"--registry-reap", "10m", "--tombstone-ttl", "60s"},
+         "--tombstone-ttl must be at least --registry-reap"},
+        {{"--registry-reap", "30s", "--sync-interval", "1m", "--tombstone-ttl", "90s"},
+         "--tombstone-ttl must be at least twice --sync-interval"},
+        {{"--reap", "30m", "--registry-reap", "1h"}, "--reap (dead members' retention) must be"},
+    };
+    char err[4096];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *args[10] = {"agent", "--name", "t1"};
+        size_t n = 3;
+        for (size_t k = 0; k < 6 && bad[i].args[k]; k++)
+            args[n++] = (char *)bad[i].args[k];
+        args[n] = NULL;
+        int rc = agent_capture(args, err, sizeof(err));
+        CHECKF(rc == 2, "case %zu: exit %d", i, rc);
+        CHECKF(strstr(err, bad[i].says) != NULL, "'%s' lacks '%s'", err, bad[i].says);
+    }
 }
 
 /* A port that was free a moment ago (type SOCK_DGRAM or SOCK_STREAM). */

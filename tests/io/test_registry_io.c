@@ -952,7 +952,7 @@ struct api_call {
 static struct api_call call_api(struct shoal_api *api, const char *method, const char *path,
                                 const char *query, const char *body)
 {
-    struct shoal_http_req req = {method, path, query, body, strlen(body)};
+    struct shoal_http_req req = {method, path, query, body, strlen(body), ""};
     struct shoal_http_resp resp = {0};
     struct api_call out = {0};
     json_error_t jerr;
@@ -1344,7 +1344,7 @@ TEST(blocking_cap, "past 4096 waiting blocking queries the next one is a 503")
     api.http = srv;
     /* Deferred requests on connection ids the server never had: their
      * eventual answers are refused, which is what a vanished client gets. */
-    struct shoal_http_req req = {"GET", "/v1/instances/web", "index=1&wait=10m", "", 0};
+    struct shoal_http_req req = {"GET", "/v1/instances/web", "index=1&wait=10m", "", 0, ""};
     for (int i = 0; i < SHOAL_API_MAX_WAITERS; i++) {
         struct shoal_http_resp resp = {0};
         shoal_api_handle(&api, 1000000 + (uint64_t)i, &req, &resp);

@@ -413,9 +413,12 @@ static void rs_on_changed(void *ud, const struct shoal_reg_change *c)
                     key->dereg_ver = shoal_registry_own_version(nd->reg);
                     rs->ostats.deregistrations++;
                 }
-                /* A reap (during a tick, of another owner) may be undone by
-                 * anti-entropy if the owner lives; anything else is final. */
-                if (c->own || rs->ctx != RS_CTX_TICK) {
+                /* Final: a deregistration (the owner's tombstone), and
+                 * an older generation (the owner restarted). A reap, a
+                 * sweep or a membership wipe of a live owner's instance in
+                 * its current generation is undone by anti-entropy when the
+                 * owner is alive again (re-convergence is unconditional). */
+                if (c->own || owner < 0 || s->gen < rs->nodes[owner].generation) {
                     if (!rs_le(s->gen, s->ver, s->bar_gen, s->bar_ver)) {
                         s->bar_gen = s->gen;
                         s->bar_ver = s->ver;
@@ -438,6 +441,18 @@ static size_t rs_on_peers(void *ud, size_t k, struct shoal_addr *out)
     struct rs_node *nd = ud;
     struct shoal_swim *sw = sim_swim(nd->rs->sim, nd->index);
     return sw ? shoal_swim_random_members(sw, k, out) : 0;
+}
+
+static bool rs_on_member_addr(void *ud, const char *name, struct shoal_addr *out)
+{
+    struct rs_node *nd = ud;
+    struct shoal_swim *sw = sim_swim(nd->rs->sim, nd->index);
+    struct shoal_member_info m;
+    if (!sw || !shoal_swim_member_find(sw, name, &m) ||
+        (m.status != SHOAL_ALIVE && m.status != SHOAL_SUSPECT))
+        return false;
+    *out = m.addr;
+    return true;
 }
 
 static bool rs_conn_alive(const struct regsim *rs, const struct rs_conn *c)
@@ -985,6 +1000,7 @@ static int rs_new_registry(struct regsim *rs, struct rs_node *nd, uint64_t gen)
     c.send = rs_on_send;
     c.peers = rs_on_peers;
     c.changed = rs_on_changed;
+    c.member_addr = rs_on_member_addr;
     int err = 0;
     nd->reg = shoal_registry_new(&c, &err);
     if (!nd->reg)
@@ -1026,11 +1042,17 @@ static void rs_stats_add(struct shoal_registry_stats *sum, const struct shoal_re
     sum->generation_wipes += t->generation_wipes;
     for (int k = 0; k < SHOAL_REG_REFUSE_COUNT; k++)
         sum->refused[k] += t->refused[k];
-    sum->verified += t->verified;
+    sum->sig_verified += t->sig_verified;
     sum->proofs_sent += t->proofs_sent;
     sum->proofs_verified += t->proofs_verified;
     sum->proofs_failed += t->proofs_failed;
     sum->events_by_proof += t->events_by_proof;
+    sum->floor_refusals += t->floor_refusals;
+    sum->owner_syncs += t->owner_syncs;
+    sum->verified += t->verified;
+    sum->verify_timeouts += t->verify_timeouts;
+    sum->swept += t->swept;
+    sum->regossiped += t->regossiped;
 }
 
 static void rs_drop_registry(struct regsim *rs, struct rs_node *nd)

@@ -360,6 +360,10 @@ static void sim_tick(struct sim *s, struct sim_node *nd)
     }
     nd->sched_at = SIM_UNSCHEDULED;
     shoal_swim_tick(nd->swim, s->now);
+    /* As node.c warns: a tick must move the deadline past now ("deadline
+     * did not advance past ... after a tick"). */
+    if (shoal_swim_next_deadline(nd->swim) <= s->now)
+        s->stats.stuck_deadlines++;
     sim_after_call(s, nd);
 }
 
@@ -844,6 +848,45 @@ const struct sim_event_rec *sim_events(const struct sim *s, size_t *n)
 {
     *n = s->n_events;
     return s->events;
+}
+
+/* Refutations beyond one per suspected (or declared dead) incarnation, over
+ * every running node: a refutation answers a claim at an incarnation >= the
+ * node's own and moves past it, so each claimed incarnation is refuted at
+ * most once (DESIGN.md precedence). why names the worst node. */
+uint64_t sim_refutation_excess(struct sim *s, char *why, size_t len)
+{
+    size_t nev;
+    const struct sim_event_rec *ev = sim_events(s, &nev);
+    uint64_t excess = 0;
+    for (size_t x = 0; x < sim_size(s); x++) {
+        struct shoal_swim *sw = sim_swim(s, x);
+        if (!sw)
+            continue;
+        uint64_t gen = sim_generation(s, x);
+        /* Distinct claimed incarnations (claims are few: a small set). */
+        uint32_t seen[256];
+        size_t n_seen = 0;
+        for (size_t i = 0; i < nev; i++) {
+            if (ev[i].subject != (int32_t)x || ev[i].generation != gen ||
+                ev[i].type != SHOAL_EV_MEMBER_STATUS ||
+                (ev[i].status != SHOAL_SUSPECT && ev[i].status != SHOAL_DEAD))
+                continue;
+            bool dup = false;
+            for (size_t k = 0; k < n_seen && !dup; k++)
+                dup = seen[k] == ev[i].incarnation;
+            if (!dup && n_seen < 256)
+                seen[n_seen++] = ev[i].incarnation;
+        }
+        uint64_t refutes = shoal_swim_stats(sw)->refutes;
+        if (refutes > n_seen) {
+            if (why && excess == 0)
+                snprintf(why, len, "n%zu refuted %llu times for %zu suspected incarnations", x,
+                         (unsigned long long)refutes, n_seen);
+            excess += refutes - n_seen;
+        }
+    }
+    return excess;
 }
 
 size_t sim_false_deaths(const struct sim *s, char *why, size_t len)

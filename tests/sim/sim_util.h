@@ -135,6 +135,10 @@ size_t sim_count_events(const struct sim *s, const struct sim_filter *f);
 const struct sim_event_rec *sim_events(const struct sim *s, size_t *n);
 /* Times a node was declared dead while it was up with that generation. */
 size_t sim_false_deaths(const struct sim *s, char *why, size_t len);
+/* Refutations beyond one per claimed incarnation (suspect or dead events
+ * about a running node in its current generation), summed over running
+ * nodes; 0 is the invariant. why names the first node over. */
+uint64_t sim_refutation_excess(struct sim *s, char *why, size_t len);
 
 uint64_t sim_trace_hash(const struct sim *s);
 const struct sim_net_stats *sim_net_stats(const struct sim *s);

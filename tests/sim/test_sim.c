@@ -152,6 +152,11 @@ static void check_clean(const struct sim *s, const char *label)
     char why[256];
     sim_print_stats(s, label);
     SCHECK(sim_clean(s, why, sizeof(why)), "%s: %s", label, why);
+    /* Invariants after every scenario: one refutation per claimed
+     * incarnation at most; false deaths are counted (printed), and the
+     * stories without a partition or a long pause assert none. */
+    SCHECK(sim_refutation_excess((struct sim *)s, why, sizeof(why)) == 0, "%s: %s", label, why);
+    fprintf(stderr, "  [%s] false deaths: %zu\n", label, sim_false_deaths(s, NULL, 0));
 }
 
 /* Runs until converged or deadline; fails with the first divergence. */

@@ -138,6 +138,12 @@ static void check_clean(const struct regsim *rs, const char *label)
     char why[512];
     regsim_print_stats(rs, label);
     SCHECK(regsim_clean(rs, why, sizeof(why)), "%s: %s", label, why);
+    /* Invariants after every scenario (besides check_converged's digests,
+     * acknowledged instances and nothing deregistered): refutations at
+     * most one per claimed incarnation; false deaths counted. */
+    struct sim *s = regsim_sim((struct regsim *)rs);
+    SCHECK(sim_refutation_excess(s, why, sizeof(why)) == 0, "%s: %s", label, why);
+    fprintf(stderr, "  [%s] false deaths: %zu\n", label, sim_false_deaths(s, NULL, 0));
 }
 
 /* Fails with every first difference if the registry has not converged. */
