@@ -139,7 +139,10 @@ static void cq_clear(struct cq *q)
     q->filter = NULL;
 }
 
-static bool flag_value(const char *v) { return !*v || strcmp(v, "1") == 0 || strcmp(v, "true") == 0; }
+static bool flag_value(const char *v)
+{
+    return !*v || strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+}
 
 /* Reads the query string. Unknown parameters are ignored, as Consul does.
  * Returns false after replying. */
@@ -162,8 +165,8 @@ static bool cq_parse(struct cq *q)
             continue;
         }
         if (shoal_http_url_decode(p, klen, k, CQ_VALUE_MAX) < 0 ||
-            shoal_http_url_decode(eq ? eq + 1 : p + len, eq ? len - klen - 1 : 0, v,
-                                  CQ_VALUE_MAX) < 0) {
+            shoal_http_url_decode(eq ? eq + 1 : p + len, eq ? len - klen - 1 : 0, v, CQ_VALUE_MAX) <
+                0) {
             reply_text(q, 400, "a query parameter is longer than %d bytes", CQ_VALUE_MAX - 1);
             goto out;
         }
@@ -271,9 +274,9 @@ static json_t *node_json(const struct shoal_api *api, const char *name, bool wit
     if (member_of(api, name, &mi))
         addr_ip(&mi.addr, ip, sizeof(ip));
     shoal_consul_node_id(name, id);
-    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{}}", "ID", id, "Node", name,
-                          "Address", ip, "Datacenter", dc_name(api), "TaggedAddresses", "lan", ip,
-                          "wan", ip, "Meta");
+    json_t *v =
+        json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{}}", "ID", id, "Node", name, "Address", ip,
+                  "Datacenter", dc_name(api), "TaggedAddresses", "lan", ip, "wan", ip, "Meta");
     if (v && with_index) {
         json_object_set_new(v, "CreateIndex", json_integer((json_int_t)mi.generation));
         json_object_set_new(v, "ModifyIndex", json_integer((json_int_t)mi.generation));
@@ -311,12 +314,12 @@ static int weight_of(const struct shoal_instance *in)
 /* The agent form of a service (GET /v1/agent/services, health's Service). */
 static json_t *service_json(const struct shoal_api *api, const struct shoal_instance *in)
 {
-    return json_pack("{s:s, s:s, s:o, s:o, s:i, s:s, s:{}, s:{s:i, s:i}, s:b, s:s, s:I, s:I}",
-                     "ID", in->id, "Service", in->service, "Tags", tags_json(in), "Meta",
-                     meta_json(in), "Port", (int)in->port, "Address", in->address,
-                     "TaggedAddresses", "Weights", "Passing", weight_of(in), "Warning", 1,
-                     "EnableTagOverride", 0, "Datacenter", dc_name(api), "CreateIndex",
-                     (json_int_t)in->version, "ModifyIndex", (json_int_t)in->version);
+    return json_pack("{s:s, s:s, s:o, s:o, s:i, s:s, s:{}, s:{s:i, s:i}, s:b, s:s, s:I, s:I}", "ID",
+                     in->id, "Service", in->service, "Tags", tags_json(in), "Meta", meta_json(in),
+                     "Port", (int)in->port, "Address", in->address, "TaggedAddresses", "Weights",
+                     "Passing", weight_of(in), "Warning", 1, "EnableTagOverride", 0, "Datacenter",
+                     dc_name(api), "CreateIndex", (json_int_t)in->version, "ModifyIndex",
+                     (json_int_t)in->version);
 }
 
 static json_t *check_json(const struct shoal_api *api, const struct shoal_instance *in,
@@ -331,11 +334,11 @@ static json_t *check_json(const struct shoal_api *api, const struct shoal_instan
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:i, s:{}, "
                      "s:I, s:I}",
                      "Node", in->owner, "CheckID", c->id, "Name", name, "Status",
-                     shoal_consul_status(c->status), "Notes", "", "Output", c->output,
-                     "ServiceID", in->id, "ServiceName", in->service, "ServiceTags",
-                     tags_json(in), "Type", c->type, "Interval", interval, "Timeout", timeout,
-                     "ExposedPort", 0, "Definition", "CreateIndex", (json_int_t)in->version,
-                     "ModifyIndex", (json_int_t)in->version);
+                     shoal_consul_status(c->status), "Notes", "", "Output", c->output, "ServiceID",
+                     in->id, "ServiceName", in->service, "ServiceTags", tags_json(in), "Type",
+                     c->type, "Interval", interval, "Timeout", timeout, "ExposedPort", 0,
+                     "Definition", "CreateIndex", (json_int_t)in->version, "ModifyIndex",
+                     (json_int_t)in->version);
 }
 
 /* Membership as Consul's node check. */
@@ -344,17 +347,17 @@ static uint8_t node_health(const struct shoal_api *api, const char *name)
     struct shoal_member_info mi;
     if (!member_of(api, name, &mi))
         return SHOAL_CRITICAL;
-    return mi.status == SHOAL_ALIVE || mi.status == SHOAL_SUSPECT ? SHOAL_PASSING
-                                                                  : SHOAL_CRITICAL;
+    return mi.status == SHOAL_ALIVE || mi.status == SHOAL_SUSPECT ? SHOAL_PASSING : SHOAL_CRITICAL;
 }
 
 static json_t *serf_check_json(const struct shoal_api *api, const char *node)
 {
     uint8_t h = node_health(api, node);
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:s, s:s, s:i, s:{}}",
-                     "Node", node, "CheckID", "serfHealth", "Name", "Serf Health Status",
-                     "Status", shoal_consul_status(h), "Notes", "", "Output",
-                     h == SHOAL_PASSING ? "Agent alive and reachable" : "Agent not live or unreachable",
+                     "Node", node, "CheckID", "serfHealth", "Name", "Serf Health Status", "Status",
+                     shoal_consul_status(h), "Notes", "", "Output",
+                     h == SHOAL_PASSING ? "Agent alive and reachable"
+                                        : "Agent not live or unreachable",
                      "ServiceID", "", "ServiceName", "", "ServiceTags", "Type", "", "Interval", "",
                      "Timeout", "", "ExposedPort", 0, "Definition");
 }
@@ -363,10 +366,8 @@ static json_t *serf_check_json(const struct shoal_api *api, const char *node)
 static size_t instances(struct cq *q, const char *service, const struct shoal_instance ***out)
 {
     const struct shoal_registry *r = shoal_node_registry(q->api->node);
-    struct shoal_query sq = {.service = service,
-                             .tags = (const char *const *)q->tags,
-                             .n_tags = q->n_tags,
-                             .all = true};
+    struct shoal_query sq = {
+        .service = service, .tags = (const char *const *)q->tags, .n_tags = q->n_tags, .all = true};
     size_t n = shoal_registry_query(r, &sq, NULL, 0);
     *out = calloc(n ? n : 1, sizeof(**out));
     if (!*out)
@@ -470,8 +471,7 @@ static void agent_deregister(struct cq *q, uint64_t conn_id, const char *id)
     /* the native route URL-decodes its argument again: encode '%' */
     size_t o = (size_t)snprintf(path, sizeof(path), "/v1/deregister/");
     for (const char *p = id; *p && o + 4 < sizeof(path); p++)
-        o += (size_t)(*p == '%' ? snprintf(path + o, 4, "%%25")
-                                : snprintf(path + o, 2, "%c", *p));
+        o += (size_t)(*p == '%' ? snprintf(path + o, 4, "%%25") : snprintf(path + o, 2, "%c", *p));
     if (strchr(id, '/')) {
         reply_text(q, 404, "Unknown service ID %s", id);
         return;
@@ -551,10 +551,11 @@ static void agent_check_set(struct cq *q, const char *check_id, int health)
     if (shoal_consul_check_parse(check_id, id, sizeof(id), &pos) &&
         (in = own_find(q->api, id)) != NULL)
         n = shoal_consul_checks(in, cc);
-    if (!in || (pos < 0 && n != 1) || (pos >= 0 && (size_t)pos >= n) ||
-        (pos >= 0 && n == 1)) {
-        reply_text(q, 404, "Unknown check ID \"%s\". Ensure that the check ID is passed, not "
-                   "the check name.", check_id);
+    if (!in || (pos < 0 && n != 1) || (pos >= 0 && (size_t)pos >= n) || (pos >= 0 && n == 1)) {
+        reply_text(q, 404,
+                   "Unknown check ID \"%s\". Ensure that the check ID is passed, not "
+                   "the check name.",
+                   check_id);
         return;
     }
     const struct shoal_consul_check *c = &cc[pos < 0 ? 0 : pos];
@@ -598,7 +599,8 @@ static void agent_check_update(struct cq *q, uint64_t conn_id, const char *id)
     int h = json_is_string(st) ? shoal_health_parse(json_string_value(st)) : -1;
     json_decref(body);
     if (h < 0) {
-        reply_text(q, 400, "Invalid check status: the body must be {\"Status\": \"passing\", "
+        reply_text(q, 400,
+                   "Invalid check status: the body must be {\"Status\": \"passing\", "
                    "\"warning\" or \"critical\", \"Output\": ...}");
         return;
     }
@@ -707,9 +709,9 @@ static json_t *catalog_entry(const struct shoal_api *api, const struct shoal_ins
         json_object_get(node, "Address"), "Datacenter", json_object_get(node, "Datacenter"),
         "TaggedAddresses", json_object_get(node, "TaggedAddresses"), "NodeMeta", "ServiceID",
         in->id, "ServiceName", in->service, "ServiceTags", tags_json(in), "ServiceAddress",
-        in->address, "ServiceMeta", meta_json(in), "ServicePort", (int)in->port,
-        "ServiceWeights", "Passing", weight_of(in), "Warning", 1, "ServiceEnableTagOverride", 0,
-        "CreateIndex", (json_int_t)in->version, "ModifyIndex", (json_int_t)in->version);
+        in->address, "ServiceMeta", meta_json(in), "ServicePort", (int)in->port, "ServiceWeights",
+        "Passing", weight_of(in), "Warning", 1, "ServiceEnableTagOverride", 0, "CreateIndex",
+        (json_int_t)in->version, "ModifyIndex", (json_int_t)in->version);
     json_decref(node);
     return v;
 }
@@ -965,10 +967,10 @@ static void label_part(const char *in, char *out, size_t outlen)
 {
     size_t n = 0;
     for (; *in && n + 1 < outlen; in++)
-        out[n++] = (*in >= 'a' && *in <= 'z') || (*in >= 'A' && *in <= 'Z') ||
-                           (*in >= '0' && *in <= '9')
-                       ? *in
-                       : '_';
+        out[n++] =
+            (*in >= 'a' && *in <= 'z') || (*in >= 'A' && *in <= 'Z') || (*in >= '0' && *in <= '9')
+                ? *in
+                : '_';
     out[n] = 0;
 }
 
@@ -984,10 +986,10 @@ static json_t *sd_group(const struct shoal_instance *in)
     tags[o < sizeof(tags) ? o : sizeof(tags) - 1] = 0;
     if (in->n_tags == 0)
         tags[0] = 0; /* Consul's form: "" without tags, ",a,b," with */
-    json_t *labels = json_pack("{s:s, s:s, s:s, s:s, s:s}", "__meta_shoal_service", in->service,
-                               "__meta_shoal_node", in->owner, "__meta_shoal_tags", tags,
-                               "__meta_shoal_status", shoal_health_name(in->health),
-                               "__meta_shoal_id", in->id);
+    json_t *labels =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "__meta_shoal_service", in->service,
+                  "__meta_shoal_node", in->owner, "__meta_shoal_tags", tags, "__meta_shoal_status",
+                  shoal_health_name(in->health), "__meta_shoal_id", in->id);
     for (uint32_t i = 0; labels && i < in->n_meta; i++) {
         char name[SHOAL_META_KEY_MAX + 24], part[SHOAL_META_KEY_MAX];
         label_part(in->meta[i].key, part, sizeof(part));
@@ -1110,12 +1112,11 @@ static bool consul_run(struct shoal_api *api, uint64_t conn_id, const struct sho
     }
     struct cq q = {.api = api, .req = req, .resp = resp};
     if (!rt) {
-        static const char *const ours[] = {"/v1/agent/", "/v1/catalog/", "/v1/health/",
-                                           "/v1/status/", "/v1/sd/",     "/v1/kv/",
-                                           "/v1/session/", "/v1/event/", "/v1/acl/",
-                                           "/v1/query", "/v1/coordinate/", "/v1/operator/",
-                                           "/v1/connect/", "/v1/txn", "/v1/snapshot",
-                                           "/v1/config"};
+        static const char *const ours[] = {
+            "/v1/agent/",   "/v1/catalog/", "/v1/health/",     "/v1/status/",
+            "/v1/sd/",      "/v1/kv/",      "/v1/session/",    "/v1/event/",
+            "/v1/acl/",     "/v1/query",    "/v1/coordinate/", "/v1/operator/",
+            "/v1/connect/", "/v1/txn",      "/v1/snapshot",    "/v1/config"};
         for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
             if (strncmp(req->path, ours[i], strlen(ours[i])) == 0) {
                 reply_text(&q, 404,
@@ -1145,8 +1146,8 @@ static bool consul_run(struct shoal_api *api, uint64_t conn_id, const struct sho
     else if (rt->fn == sd_prometheus && q.service)
         q.scope = q.service;
     uint64_t cur = scope_index(api, q.scope);
-    if (may_block && rt->blocking && q.has_index && q.index == cur && q.wait_ms > 0 &&
-        api->http && api->loop) {
+    if (may_block && rt->blocking && q.has_index && q.index == cur && q.wait_ms > 0 && api->http &&
+        api->loop) {
         if (shoal_api_waiting(api) >= SHOAL_API_MAX_WAITERS) {
             reply_text(&q, 503, "too many blocking queries (%d); retry later",
                        SHOAL_API_MAX_WAITERS);
@@ -1193,8 +1194,8 @@ static void waiter_free(struct consul_waiter *w)
 /* Runs a detached waiter's request again, unblocked, and answers it. */
 static void waiter_answer(struct consul_waiter *w)
 {
-    struct shoal_http_req req = {.method = w->method, .path = w->path, .query = w->query,
-                                 .body = "", .body_len = 0};
+    struct shoal_http_req req = {
+        .method = w->method, .path = w->path, .query = w->query, .body = "", .body_len = 0};
     struct shoal_http_resp resp;
     memset(&resp, 0, sizeof(resp));
     (void)consul_run(w->api, w->conn, &req, &resp, false);
@@ -1267,7 +1268,10 @@ void shoal_consul_registry_changed(struct shoal_api *api)
     }
 }
 
-size_t shoal_consul_waiting(const struct shoal_api *api) { return api->consul ? api->consul->n : 0; }
+size_t shoal_consul_waiting(const struct shoal_api *api)
+{
+    return api->consul ? api->consul->n : 0;
+}
 
 void shoal_consul_close(struct shoal_api *api)
 {

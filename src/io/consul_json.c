@@ -57,8 +57,8 @@ int shoal_consul_duration(const char *s, uint64_t *ms)
     static const struct {
         const char *unit;
         double ns;
-    } units[] = {{"ns", 1},        {"us", 1e3},          {"\xc2\xb5s", 1e3}, {"ms", 1e6},
-                 {"s", 1e9},       {"m", 60e9},          {"h", 3600e9}};
+    } units[] = {{"ns", 1},  {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6},
+                 {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
     double total_ns = 0;
     if (!s || !*s)
         return -1;
@@ -119,15 +119,32 @@ static int member_duration(const json_t *o, const char *key, const char *where, 
 }
 
 static const char *const check_unsupported[] = {
-    "Args",      "ScriptArgs", "Script",  "DockerContainerID", "Shell",   "GRPC",
-    "GRPCUseTLS", "H2PING",    "H2PingUseTLS", "AliasNode",     "AliasService", "UDP",
-    "OSService", "Body",       "TLSServerName", "OutputMaxSize", "DisableRedirects"};
+    "Args",       "ScriptArgs", "Script",        "DockerContainerID", "Shell",           "GRPC",
+    "GRPCUseTLS", "H2PING",     "H2PingUseTLS",  "AliasNode",         "AliasService",    "UDP",
+    "OSService",  "Body",       "TLSServerName", "OutputMaxSize",     "DisableRedirects"};
 
-static const char *const check_known[] = {
-    "CheckID", "ID",      "Name",     "Notes",  "Status",   "HTTP",       "Method",
-    "Header",  "TCP",     "TTL",      "Interval", "Timeout", "DeregisterCriticalServiceAfter",
-    "SuccessBeforePassing", "FailuresBeforeCritical", "FailuresBeforeWarning",
-    "TLSSkipVerify", "ServiceID", "Namespace", "Partition", "Type", "Definition"};
+static const char *const check_known[] = {"CheckID",
+                                          "ID",
+                                          "Name",
+                                          "Notes",
+                                          "Status",
+                                          "HTTP",
+                                          "Method",
+                                          "Header",
+                                          "TCP",
+                                          "TTL",
+                                          "Interval",
+                                          "Timeout",
+                                          "DeregisterCriticalServiceAfter",
+                                          "SuccessBeforePassing",
+                                          "FailuresBeforeCritical",
+                                          "FailuresBeforeWarning",
+                                          "TLSSkipVerify",
+                                          "ServiceID",
+                                          "Namespace",
+                                          "Partition",
+                                          "Type",
+                                          "Definition"};
 
 static bool in_list(const char *key, const char *const *list, size_t n)
 {
@@ -197,8 +214,10 @@ static int one_check(const json_t *c, const char *where, json_t *checks, uint64_
     }
     json_t *fbw = shoal_consul_get(c, "FailuresBeforeWarning");
     if (fbw && !json_is_null(fbw) && !(json_is_integer(fbw) && json_integer_value(fbw) == 0)) {
-        snprintf(err, errlen, "%s.FailuresBeforeWarning is not supported (use "
-                 "FailuresBeforeCritical)", where);
+        snprintf(err, errlen,
+                 "%s.FailuresBeforeWarning is not supported (use "
+                 "FailuresBeforeCritical)",
+                 where);
         return -1;
     }
     if (member_duration(c, "DeregisterCriticalServiceAfter", "", &ms, &present, err, errlen))
@@ -236,7 +255,8 @@ static int one_check(const json_t *c, const char *where, json_t *checks, uint64_
                  http ? "HTTP" : "TCP");
         return -1;
     }
-    json_object_set_new(n, "interval", json_integer((json_int_t)(ms > UINT32_MAX ? UINT32_MAX : ms)));
+    json_object_set_new(n, "interval",
+                        json_integer((json_int_t)(ms > UINT32_MAX ? UINT32_MAX : ms)));
     if (member_duration(c, "Timeout", "", &ms, &present, err, errlen))
         return -1;
     if (present && ms)
@@ -257,14 +277,27 @@ static int one_check(const json_t *c, const char *where, json_t *checks, uint64_
     return 0;
 }
 
-static const char *const service_known[] = {
-    "ID",      "Name",   "Tags",      "Address", "Port",    "Meta",     "Weights",
-    "EnableTagOverride", "Check",     "Checks",  "TaggedAddresses",     "Kind",
-    "Namespace", "Partition", "SocketPath", "Token", "Locality"};
+static const char *const service_known[] = {"ID",
+                                            "Name",
+                                            "Tags",
+                                            "Address",
+                                            "Port",
+                                            "Meta",
+                                            "Weights",
+                                            "EnableTagOverride",
+                                            "Check",
+                                            "Checks",
+                                            "TaggedAddresses",
+                                            "Kind",
+                                            "Namespace",
+                                            "Partition",
+                                            "SocketPath",
+                                            "Token",
+                                            "Locality"};
 static const char *const service_unsupported[] = {"Proxy", "Connect"};
 
-int shoal_consul_to_native(const json_t *svc, const char *default_address, json_t **out,
-                           char *err, size_t errlen)
+int shoal_consul_to_native(const json_t *svc, const char *default_address, json_t **out, char *err,
+                           size_t errlen)
 {
     const char *key;
     json_t *v, *body = NULL, *checks = NULL;
@@ -318,7 +351,7 @@ int shoal_consul_to_native(const json_t *svc, const char *default_address, json_
         return -1;
     }
     const char *ids = id && json_is_string(id) && *json_string_value(id) ? json_string_value(id)
-                                                                           : json_string_value(name);
+                                                                         : json_string_value(name);
     const char *as = addr && json_is_string(addr) && *json_string_value(addr)
                          ? json_string_value(addr)
                          : default_address;
@@ -342,9 +375,8 @@ int shoal_consul_to_native(const json_t *svc, const char *default_address, json_
     json_object_set_new(body, "meta", nmeta);
     if (weights && !json_is_null(weights)) {
         json_t *p = shoal_consul_get(weights, "Passing");
-        if (!json_is_object(weights) ||
-            (p && !(json_is_integer(p) && json_integer_value(p) >= 1 &&
-                    json_integer_value(p) <= 1000))) {
+        if (!json_is_object(weights) || (p && !(json_is_integer(p) && json_integer_value(p) >= 1 &&
+                                                json_integer_value(p) <= 1000))) {
             snprintf(err, errlen, "Weights.Passing must be a whole number 1..1000");
             goto fail;
         }
@@ -357,8 +389,8 @@ int shoal_consul_to_native(const json_t *svc, const char *default_address, json_
         }
     }
     json_t *one = shoal_consul_get(svc, "Check"), *many = shoal_consul_get(svc, "Checks");
-    if (one && !json_is_null(one) && one_check(one, "Check", checks, &ttl_ms, &dereg_ms, err,
-                                               errlen) != 0)
+    if (one && !json_is_null(one) &&
+        one_check(one, "Check", checks, &ttl_ms, &dereg_ms, err, errlen) != 0)
         goto fail;
     if (many && !json_is_null(many)) {
         if (!json_is_array(many)) {
@@ -379,9 +411,9 @@ int shoal_consul_to_native(const json_t *svc, const char *default_address, json_
         json_object_set_new(body, "ttl",
                             json_integer((json_int_t)(ttl_ms > UINT32_MAX ? UINT32_MAX : ttl_ms)));
     if (dereg_ms)
-        json_object_set_new(body, "deregister_critical_after",
-                            json_integer((json_int_t)(dereg_ms > UINT32_MAX ? UINT32_MAX
-                                                                              : dereg_ms)));
+        json_object_set_new(
+            body, "deregister_critical_after",
+            json_integer((json_int_t)(dereg_ms > UINT32_MAX ? UINT32_MAX : dereg_ms)));
     json_decref(checks);
     *out = body;
     return 0;
@@ -411,11 +443,11 @@ size_t shoal_consul_checks(const struct shoal_instance *in,
         out[n++] = (struct shoal_consul_check){.type = "ttl", .status = st, .output = ""};
     }
     for (uint32_t i = 0; i < in->n_checks && n < SHOAL_CHECKS_MAX + 1; i++)
-        out[n++] = (struct shoal_consul_check){
-            .type = shoal_check_kind_name(in->checks[i].kind),
-            .status = in->checks[i].status,
-            .output = in->checks[i].output ? in->checks[i].output : "",
-            .check = &in->checks[i]};
+        out[n++] =
+            (struct shoal_consul_check){.type = shoal_check_kind_name(in->checks[i].kind),
+                                        .status = in->checks[i].status,
+                                        .output = in->checks[i].output ? in->checks[i].output : "",
+                                        .check = &in->checks[i]};
     for (size_t i = 0; i < n; i++) {
         if (n == 1)
             snprintf(out[i].id, sizeof(out[i].id), "service:%s", in->id);
@@ -575,7 +607,8 @@ static int fail_at(struct lexer *lx, const char *what)
 {
     snprintf(lx->err, lx->errlen,
              "filter: %s; shoal supports SELECTOR ==, !=, contains, not contains, is empty, "
-             "is not empty, \"VALUE\" in SELECTOR, joined by and/or/not", what);
+             "is not empty, \"VALUE\" in SELECTOR, joined by and/or/not",
+             what);
     return -1;
 }
 
@@ -841,7 +874,8 @@ int shoal_consul_native_instance(const json_t *native, struct shoal_instance *ou
     spec.address = (char *)json_string_value(json_object_get(native, "address"));
     json_int_t port = json_integer_value(json_object_get(native, "port"));
     if (!spec.id || !spec.service || !spec.address || !*spec.address) {
-        snprintf(err, errlen, "ID, Name and Address must be strings (Address is required "
+        snprintf(err, errlen,
+                 "ID, Name and Address must be strings (Address is required "
                  "in files)");
         return -1;
     }

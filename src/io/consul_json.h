@@ -32,8 +32,8 @@ int shoal_consul_duration(const char *s, uint64_t *ms);
  * native register body (*out, a new reference). default_address is used
  * when Address is empty (Consul then means the node's address). Returns 0,
  * or -1 with a sentence naming the field in err. */
-int shoal_consul_to_native(const json_t *svc, const char *default_address, json_t **out,
-                           char *err, size_t errlen);
+int shoal_consul_to_native(const json_t *svc, const char *default_address, json_t **out, char *err,
+                           size_t errlen);
 
 /* A native register body (as shoal_consul_to_native makes) as an owned
  * instance (free with shoal_instance_clear), checked by the native rules:

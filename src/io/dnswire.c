@@ -248,8 +248,8 @@ struct reply {
     struct shoal_dns_responder *r;
     const struct shoal_dns_question *q;
     struct writer w;
-    size_t limit;   /* bytes the records may use (OPT reserved) */
-    size_t max_an;  /* records in the answer section (UDP cap) */
+    size_t limit;  /* bytes the records may use (OPT reserved) */
+    size_t max_an; /* records in the answer section (UDP cap) */
     uint16_t an, ns, ar;
     bool tc;
     int rcode;

@@ -190,6 +190,10 @@ static struct route routes[12];
     (struct route) { .method = (m), .path = (p), .status = (st), .body = (b), __VA_ARGS__ }
 static char fake_addr[SHOAL_ADDR_STRLEN];
 static pid_t fake_pid;
+/* The fake agent writes "held\n" here for every request it holds, so a test
+ * knows the CLI's request is in flight (and its signal handlers installed)
+ * before it sends a signal. A temp file: wait_for() reads it from offset 0. */
+static int fake_holds_fd = -1;
 
 static char *xstrdup(const char *s)
 {
@@ -211,6 +215,8 @@ static void fake_handler(void *ud, uint64_t id, const struct shoal_http_req *req
             continue;
         }
         if (r->hold) {
+            if (fake_holds_fd >= 0 && write(fake_holds_fd, "held\n", 5) != 5)
+                _exit(3);
             resp->deferred = true;
             return;
         }
@@ -250,6 +256,11 @@ static void fake_start_on(const char *host, uint16_t port)
     int err;
     snprintf(fake_addr, sizeof(fake_addr), "%s:%u", host, port ? port : free_port());
     CHECK_EQ(shoal_addr_parse(fake_addr, &a), 0);
+    FILE *holds = tmpfile();
+    CHECK(holds != NULL);
+    fake_holds_fd = dup(fileno(holds));
+    fclose(holds);
+    CHECK(fake_holds_fd >= 0);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     CHECK(loop != NULL);
     struct shoal_http_server *s = shoal_http_server_new(loop, &a, fake_handler, NULL, &err);
@@ -272,6 +283,9 @@ static void fake_stop(void)
 {
     kill(fake_pid, SIGKILL);
     waitpid(fake_pid, NULL, 0);
+    if (fake_holds_fd >= 0)
+        close(fake_holds_fd);
+    fake_holds_fd = -1;
 }
 
 /* A raw "agent" that accepts one connection, reads the request head, writes
@@ -1077,7 +1091,7 @@ TEST(watch_prints_changes, "watch prints the set, again when the index changes, 
     start_bg(&p, "watch", "web", "--tag", "v1", "--http", fake_addr, (char *)NULL);
     wait_for(p.ofd, "\n# ", 1, 10000); /* the second set's header */
     wait_for(p.ofd, "web-2", 1, 10000);
-    usleep(200000); /* now waiting on index=6 */
+    wait_for(fake_holds_fd, "held", 1, 20000); /* now waiting on index=6 */
     kill(p.pid, SIGTERM);
     finish(&p, &r);
     fake_stop();
@@ -1111,7 +1125,7 @@ TEST(watch_json_dedup, "watch --format json prints one array per change, none fo
     struct run r;
     start_bg(&p, "watch", "web", "--all", "--format", "json", "--http", fake_addr, (char *)NULL);
     wait_for(p.ofd, "web-2", 1, 10000);
-    usleep(200000);
+    wait_for(fake_holds_fd, "held", 1, 20000); /* the blocking query is in flight */
     kill(p.pid, SIGINT);
     finish(&p, &r);
     fake_stop();
@@ -1127,13 +1141,15 @@ TEST(watch_signal_midrequest, "watch ends at once with exit 0 on SIGINT while a 
     struct proc p;
     struct run r;
     start_bg(&p, "watch", "web", "--http", fake_addr, (char *)NULL);
-    usleep(300000);
+    wait_for(fake_holds_fd, "held", 1, 20000); /* the request hangs: handlers are set */
     long long t0 = now_ms();
     kill(p.pid, SIGINT);
     finish(&p, &r);
     fake_stop();
     CHECKF(r.status == 0, "exit %d: %s", r.status, r.err);
-    CHECKF(now_ms() - t0 < 1000, "took %lld ms", now_ms() - t0);
+    /* "at once": the request itself would hang for 5 minutes; a bound far
+     * below that and far above any scheduling delay tells the two apart */
+    CHECKF(now_ms() - t0 < 30000, "took %lld ms", now_ms() - t0);
     CHECK_STR(r.out, "");
     CHECK_STR(r.err, "");
 }
@@ -1168,7 +1184,7 @@ TEST(watch_outage, "watch warns once when the agent goes away and carries on whe
     struct run r;
     start_bg(&p, "watch", "web", "--format", "json", "--http", fake_addr, (char *)NULL);
     wait_for(p.ofd, "web-1", 1, 10000);
-    usleep(200000);
+    wait_for(fake_holds_fd, "held", 1, 20000);
     fake_stop(); /* the held blocking query is cut */
     wait_for(p.efd, "retrying", 1, 10000);
     sleep(2); /* several failed tries: still one warning */
@@ -1178,7 +1194,7 @@ TEST(watch_outage, "watch warns once when the agent goes away and carries on whe
     routes[1].query = "index=2&wait=5m";
     fake_start_on("127.0.0.1", port);
     wait_for(p.ofd, "web-2", 1, 15000);
-    usleep(200000);
+    wait_for(fake_holds_fd, "held", 1, 20000);
     kill(p.pid, SIGTERM);
     finish(&p, &r);
     fake_stop();
@@ -1203,13 +1219,15 @@ TEST_T(watch_gives_up, "watch exits 1 after 60 s without an agent", 120)
     struct run r;
     start_bg(&p, "watch", "web", "--http", fake_addr, (char *)NULL);
     wait_for(p.ofd, "ID ", 1, 10000);
-    usleep(200000);
+    wait_for(fake_holds_fd, "held", 1, 20000);
     long long t0 = now_ms();
     fake_stop();
     finish(&p, &r);
     long long took = now_ms() - t0;
     CHECK_EQ(r.status, 1);
-    CHECKF(took >= 59000 && took < 72000, "gave up after %lld ms", took);
+    /* the lower bound is the rule; the upper one only tells "gave up" from
+     * "never gave up" (the test's own timeout is 120 s) */
+    CHECKF(took >= 59000 && took < 110000, "gave up after %lld ms", took);
     char want[256];
     snprintf(want, sizeof(want),
              "shoal watch: no agent at %s for 60 s (cannot reach agent at %s: Connection "

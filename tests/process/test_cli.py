@@ -33,7 +33,8 @@ INFO_SUB = {
     "drops": {"too_large", "truncated", "unsigned", "bad_signature", "not_endorsed",
               "replay", "decode", "invalid"},
     "protocol": {"probes_sent", "probes_failed", "ping_reqs_sent", "suspicions", "refutes",
-                 "deaths", "conflicts", "updates_applied", "pushpulls"},
+                 "deaths", "conflicts", "updates_applied", "pushpulls", "probe_suspicions",
+                 "stale_claims", "fallback_pings", "fallback_acks"},
 }
 MEMBER_KEYS = {"name", "addr", "status", "incarnation", "generation"}
 
