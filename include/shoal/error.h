@@ -21,7 +21,8 @@
     X(ENOENT, "not found")                                                     \
     X(EEXIST, "already exists")                                                \
     X(ECONN, "cannot connect")                                                 \
-    X(ESTATE, "operation not allowed in this state")
+    X(ESTATE, "operation not allowed in this state")                          \
+    X(EPERM, "not permitted")
 
 enum shoal_err {
     SHOAL_OK = 0,

@@ -302,7 +302,8 @@ uint32_t shoal_instance_cost(const struct shoal_instance *in)
         n += 3 + slen(in->tags[i]);
     for (uint32_t i = 0; i < in->n_meta; i++)
         n += 10 + slen(in->meta[i].key) + slen(in->meta[i].value);
-    n += 6; /* deregister_critical_after */
+    n += 6;  /* deregister_critical_after */
+    n += 67; /* the owner's signature: tag, length, 64 bytes */
     for (uint32_t i = 0; i < in->n_checks; i++) /* header, 6 varints, two strings */
         n += 40 + slen(in->checks[i].target) + slen(in->checks[i].output);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
@@ -343,6 +344,9 @@ void shoal_reg_msg_free(struct shoal_reg_msg *m)
     free(m->events);
     free(m->digests);
     free(m->wants);
+    free(m->proofs);
+    m->proofs = NULL;
+    m->n_proofs = 0;
     m->events = NULL;
     m->digests = NULL;
     m->wants = NULL;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/regauth.h"
+#include "core/regproof.h"
 #include "core/strmap.h"
 #include "shoal/error.h"
 
@@ -31,6 +33,7 @@ void shoal_registry_config_defaults(struct shoal_registry_config *c)
     c->ttl_deregister_mult = 2;
     c->max_datagram = 1400;
     c->max_stream_part = 1u << 20;
+    shoal_regauth_caps_defaults(c);
 }
 
 static bool grow(void **v, size_t *cap, size_t need, size_t size)
@@ -55,6 +58,20 @@ static uint64_t entry_hash(const struct shoal_instance *in)
     h ^= h >> 31;
     h *= 0xbf58476d1ce4e5b9ULL;
     return h ^ (h >> 29);
+}
+
+/* Adds (sign 1) or removes (-1) an entry's share of the cap counters. */
+static void account(struct shoal_registry *r, struct owner *o, const struct entry *e, int sign)
+{
+    if (sign > 0) {
+        o->bytes += e->cost;
+        r->total_count++;
+        r->total_bytes += e->cost;
+    } else {
+        o->bytes -= e->cost;
+        r->total_count--;
+        r->total_bytes -= e->cost;
+    }
 }
 
 void shoal_reg__notify(struct shoal_registry *r, enum shoal_reg_change_kind kind,
@@ -208,6 +225,8 @@ void shoal_reg__entry_drop(struct shoal_registry *r, struct entry *e)
     }
     o->hash ^= e->hash;
     o->count--;
+    o->proof_ok = false;
+    account(r, o, e, -1);
     shoal_strmap_del(&o->ids, e->in.id);
     shoal_instance_clear(&e->in);
     free(e);
@@ -291,6 +310,7 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     } else {
         o->hash ^= e->hash;
         o->count--;
+        account(r, o, e, -1);
         shoal_strmap_del(&o->ids, e->in.id);
     }
     bool was_live = e->spos != 0;
@@ -304,6 +324,7 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
             shoal_strmap_put(&o->ids, e->in.id, e);
             o->hash ^= e->hash;
             o->count++;
+            account(r, o, e, 1);
             if (was_live)
                 service_add(r, e);
         } else {
@@ -314,13 +335,17 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     }
     shoal_instance_clear(&e->in);
     e->in = copy;
+    e->has_sh = false;
+    o->proof_ok = false;
     if (!e->in.deleted)
         e->tomb_at = 0;
     else if (!e->tomb_at)
         e->tomb_at = now;
     e->hash = entry_hash(&e->in);
+    e->cost = shoal_instance_cost(&e->in);
     o->hash ^= e->hash;
     o->count++;
+    account(r, o, e, 1);
     if (e->in.version > o->max_version)
         o->max_version = e->in.version;
     shoal_strmap_put(&o->ids, e->in.id, e);
@@ -348,6 +373,221 @@ static struct entry *apply_event(struct shoal_registry *r, const struct shoal_in
     return e;
 }
 
+/* ------------------------------------------------------------ authority */
+
+/* What the caps see of ev's owner and id. An event of a newer generation
+ * replaces everything the owner held. */
+static struct shoal_regauth_held held_for(const struct shoal_registry *r, const struct owner *o,
+                                          const struct shoal_instance *ev)
+{
+    struct shoal_regauth_held h = {0, 0, r->total_count, r->total_bytes, true, 0};
+    if (!o)
+        return h;
+    if (ev->generation > o->generation) {
+        h.total_count -= o->count;
+        h.total_bytes -= o->bytes;
+        return h;
+    }
+    const struct entry *e = shoal_strmap_get(&o->ids, ev->id);
+    h.owner_count = o->count;
+    h.owner_bytes = o->bytes;
+    h.is_new = !e;
+    h.old_cost = e ? e->cost : 0;
+    return h;
+}
+
+/* Owners of one message whose signatures failed. Past FORGED_OWNERS_MAX
+ * the whole rest of the message is refused. */
+#define FORGED_OWNERS_MAX 16
+struct forged {
+    const char *owners[FORGED_OWNERS_MAX];
+    size_t n;
+    bool all;
+};
+
+static bool forged_has(const struct forged *f, const char *owner)
+{
+    for (size_t i = 0; i < f->n && !f->all; i++)
+        if (strcmp(f->owners[i], owner) == 0)
+            return true;
+    return f->all;
+}
+
+/* The authority rules for an event from another node (core/regauth.h):
+ * cheap checks first, the owner's signature last and only for an event
+ * that could change what we hold (so each is verified once: a copy that
+ * comes again is stale). After a forgery, the rest of its message is
+ * refused unverified for that owner (an honest relay passes on only what
+ * it verified; one holding an owner's events signed with a key since
+ * rotated harms only that owner's), and for every owner after
+ * FORGED_OWNERS_MAX forged ones: a message costs at most that many
+ * verifications that fail. */
+static bool admit(struct shoal_registry *r, const struct shoal_instance *ev, struct forged *forged,
+                  bool by_proof)
+{
+    if (strcmp(ev->owner, r->cfg.self) == 0)
+        return true; /* apply_event refuses it: only we write ours */
+    int reason = -1;
+    const uint8_t *pk = NULL;
+    const struct owner *o = shoal_reg__owner_get(r, ev->owner, false);
+    if (forged_has(forged, ev->owner))
+        reason = SHOAL_REG_REFUSE_AFTER_FORGERY;
+    else if (r->cfg.principals)
+        reason = shoal_regauth_speaker(r->cfg.principals, ev, &pk);
+    if (reason < 0 && o) {
+        const struct entry *e =
+            ev->generation == o->generation ? shoal_strmap_get(&o->ids, ev->id) : NULL;
+        if (ev->generation < o->generation || (e && ev->version <= e->in.version))
+            return true; /* stale: apply_event counts it */
+    }
+    if (reason < 0) {
+        struct shoal_regauth_held h = held_for(r, o, ev);
+        reason = shoal_regauth_caps_check(&r->cfg, &h, shoal_instance_cost(ev));
+    }
+    if (reason < 0 && pk && !by_proof) {
+        r->stats.sig_verified++;
+        if (!r->cfg.verify || !r->cfg.verify(r->cfg.ud, ev, pk)) {
+            reason = SHOAL_REG_REFUSE_BAD_SIGNATURE;
+            if (forged->n < FORGED_OWNERS_MAX)
+                forged->owners[forged->n++] = ev->owner;
+            else
+                forged->all = true;
+        }
+    }
+    if (reason < 0)
+        return true;
+    r->stats.refused[reason]++;
+    r->unknown_refused |= reason == SHOAL_REG_REFUSE_UNKNOWN_OWNER;
+    return false;
+}
+
+void shoal_registry_principals_changed(struct shoal_registry *r)
+{
+    r->principals_grew = true;
+}
+
+/* Events refused for an unknown owner come back by anti-entropy once the
+ * principal table has grown: not held meanwhile (no memory to bound), and
+ * at most one such exchange per NOTICE_SYNC_GAP_MS. */
+static bool unknown_sync_due(const struct shoal_registry *r)
+{
+    return r->unknown_refused && r->principals_grew;
+}
+
+static void unknown_sync_tick(struct shoal_registry *r, int64_t now)
+{
+    struct shoal_addr peer;
+    if (!unknown_sync_due(r) || now < r->next_unknown_sync)
+        return;
+    r->unknown_refused = r->principals_grew = false;
+    r->next_unknown_sync = now + NOTICE_SYNC_GAP_MS;
+    if (r->cfg.peers && r->cfg.peers(r->cfg.ud, 1, &peer) == 1)
+        shoal_registry_sync_with(r, now, &peer);
+}
+
+/* One of ours changed in place (no new version): sign and hash it again. */
+static void own_touched(struct shoal_registry *r, struct entry *e)
+{
+    e->in.has_sig = false;
+    e->has_sh = false;
+    r->self->proof_ok = false;
+}
+
+static void entry_sign(struct shoal_registry *r, struct entry *e);
+
+/* The root of o's entries (hashes cached per entry). False without the
+ * proof callbacks or memory. */
+static bool owner_root(struct shoal_registry *r, struct owner *o, uint8_t root[SHOAL_REG_HASH_BYTES])
+{
+    if (!r->cfg.event_hash || !r->cfg.set_root)
+        return false;
+    uint8_t (*h)[SHOAL_REG_HASH_BYTES] = malloc((o->count ? o->count : 1) * sizeof(*h));
+    size_t k = 0;
+    if (!h)
+        return false;
+    for (size_t i = 0; i < o->ids.cap; i++) {
+        struct entry *e = o->ids.slots[i].value;
+        if (!o->ids.slots[i].key)
+            continue;
+        if (o == r->self)
+            entry_sign(r, e); /* the hash covers the signature we send */
+        if (!e->has_sh) {
+            r->cfg.event_hash(r->cfg.ud, &e->in, e->sh);
+            e->has_sh = true;
+        }
+        memcpy(h[k++], e->sh, SHOAL_REG_HASH_BYTES);
+    }
+    shoal_regproof_sort(h, k);
+    r->cfg.set_root(r->cfg.ud, (const uint8_t(*)[SHOAL_REG_HASH_BYTES])h, k, root);
+    free(h);
+    return true;
+}
+
+/* A proof over o's entries as held: ours is signed afresh when it is
+ * stale; another owner's is the one it signed, if it still covers exactly
+ * what we hold. NULL if there is none. */
+static const struct shoal_reg_proof *owner_proof(struct shoal_registry *r, struct owner *o)
+{
+    if (o->proof_ok)
+        return o->proof;
+    if (o != r->self || !r->cfg.sign_proof || !o->count)
+        return NULL;
+    if (!o->proof && !(o->proof = calloc(1, sizeof(*o->proof))))
+        return NULL;
+    struct shoal_reg_proof *p = o->proof;
+    memcpy(p->owner, o->name, SHOAL_NAME_MAX);
+    p->generation = o->generation;
+    p->version = o->max_version;
+    p->count = o->count;
+    if (!owner_root(r, o, p->root) || r->cfg.sign_proof(r->cfg.ud, p) != 0)
+        return NULL;
+    o->proof_ok = true;
+    return p;
+}
+
+/* A proof that held for a message's events: kept if, with them applied, it
+ * covers exactly what we hold of its owner (then we can relay it). */
+static void owner_keep_proof(struct shoal_registry *r, const struct shoal_reg_proof *p)
+{
+    struct owner *o = shoal_reg__owner_get(r, p->owner, false);
+    uint8_t root[SHOAL_REG_HASH_BYTES];
+    if (!o || o == r->self || o->generation != p->generation || o->max_version != p->version ||
+        o->count != p->count || !owner_root(r, o, root) || memcmp(root, p->root, sizeof(root)))
+        return;
+    if (!o->proof && !(o->proof = malloc(sizeof(*o->proof))))
+        return;
+    *o->proof = *p;
+    o->proof_ok = true;
+}
+
+/* Our events are signed once, just before they are first sent. */
+static void entry_sign(struct shoal_registry *r, struct entry *e)
+{
+    if (e->owner != r->self || e->in.has_sig || !r->cfg.sign)
+        return;
+    if (r->cfg.sign(r->cfg.ud, &e->in, e->in.sig) == 0)
+        e->in.has_sig = true;
+    e->has_sh = false; /* it covers the signature */
+}
+
+/* The owner's side: its certificate's scope and the caps. */
+static int own_admit(struct shoal_registry *r, const struct shoal_instance *in, const char **why)
+{
+    if (shoal_regauth_own_scope(r->cfg.principals, r->cfg.self, in->service, r->why,
+                                sizeof(r->why)) != 0) {
+        *why = r->why;
+        return SHOAL_EPERM;
+    }
+    struct shoal_regauth_held h = held_for(r, r->self, in);
+    int reason = shoal_regauth_caps_check(&r->cfg, &h, shoal_instance_cost(in));
+    if (reason < 0)
+        return 0;
+    r->stats.refused[reason]++;
+    shoal_regauth_cap_why(reason, &r->cfg, r->why, sizeof(r->why));
+    *why = r->why;
+    return SHOAL_ETOOBIG;
+}
+
 /* ---------------------------------------------------------- the owner */
 
 static struct entry *own_entry(struct shoal_registry *r, const char *id)
@@ -369,6 +609,7 @@ static int own_write(struct shoal_registry *r, int64_t now, struct shoal_instanc
     memcpy(base->owner, r->cfg.self, SHOAL_NAME_MAX);
     base->generation = r->cfg.generation;
     base->version = ++r->own_version;
+    base->has_sig = false; /* signed when first sent (entry_sign) */
     struct entry *e = apply_event(r, base, now, true);
     if (!e)
         return SHOAL_ENOMEM;
@@ -400,6 +641,10 @@ int shoal_registry_register(struct shoal_registry *r, int64_t now, int64_t wall_
     struct entry *e = own_entry(r, spec->id);
     if (e && shoal_instance_same_spec(&e->in, spec))
         return 0; /* idempotent */
+    in.generation = r->cfg.generation;
+    int refused = own_admit(r, &in, why);
+    if (refused)
+        return refused;
     /* A new check starts critical (as Consul's do): not served until its
      * first pass. A check kept by an update (same kind and target) keeps
      * its last result. */
@@ -469,6 +714,7 @@ int shoal_registry_ttl_set(struct shoal_registry *r, int64_t now, int64_t wall_m
         return SHOAL_EINVAL;
     e->ttl_base = now;
     e->in.heartbeat_ms = wall_ms; /* exact here; replicas see it with the next change */
+    own_touched(r, e); /* what we send must match what we signed */
     e->ttl_health = health;
     own_deadline_note(r, e);
     uint8_t h = worst_health(e->in.checks, e->in.n_checks, health);
@@ -508,6 +754,7 @@ int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const cha
     if (c->status == status) {
         free(c->output); /* replicas see it with the next change */
         c->output = out;
+        own_touched(r, e);
         return 0;
     }
     struct shoal_check checks[SHOAL_CHECKS_MAX];
@@ -552,6 +799,28 @@ int shoal_registry_restore(struct shoal_registry *r, int64_t now,
         own_entry(r, in.id)->ttl_health = in.ttl_ms ? in.health : SHOAL_PASSING;
     }
     return 0;
+}
+
+int shoal_registry_resign(struct shoal_registry *r, int64_t now)
+{
+    struct owner *o = r->self;
+    size_t n = 0;
+    struct entry **v = malloc((o->count ? o->count : 1) * sizeof(*v));
+    if (!v)
+        return SHOAL_ENOMEM;
+    for (size_t i = 0; i < o->ids.cap; i++)
+        if (o->ids.slots[i].key)
+            v[n++] = o->ids.slots[i].value;
+    int rc = 0;
+    /* apply_event keeps each entry's struct: the pointers stay valid. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct shoal_instance in = v[i]->in;
+        int64_t tomb_at = v[i]->tomb_at;
+        rc = own_write(r, now, &in, v[i]->ttl_base);
+        v[i]->tomb_at = tomb_at;
+    }
+    free(v);
+    return rc;
 }
 
 void shoal_registry_leave(struct shoal_registry *r, int64_t now)
@@ -696,6 +965,7 @@ static void msg_init(struct shoal_registry *r, struct shoal_reg_msg *m, uint8_t 
     m->events = r->ev;
     m->digests = r->dg;
     m->wants = r->wants;
+    m->proofs = r->pf;
 }
 
 void shoal_reg__digest_of(const struct owner *o, struct shoal_reg_digest *d)
@@ -758,6 +1028,7 @@ static bool gossip_datagram(struct shoal_registry *r, const struct shoal_addr *t
             if (!slot)
                 break;
             m.events = r->ev;
+            entry_sign(r, it->e);
             *slot = it->e->in;
             m.n_events++;
             budget -= cost;
@@ -842,12 +1113,27 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
     uint32_t budget = r->cfg.max_stream_part;
     for (size_t k = 0; k < n_owners; k++) {
         struct owner *o = owners[k];
+        /* An owner with a proof goes whole in one part, with its proof. */
+        const struct shoal_reg_proof *p =
+            o->bytes <= SHOAL_REGPROOF_PART_MAX ? owner_proof(r, o) : NULL;
+        if (p && m.n_events && o->bytes > budget) {
+            r->cfg.send(r->cfg.ud, to, &m);
+            uint32_t part = m.part + 1;
+            msg_init(r, &m, type);
+            m.part = part;
+            budget = r->cfg.max_stream_part;
+        }
+        if (p && grow((void **)&r->pf, &r->pf_cap, m.n_proofs + 1, sizeof(*r->pf))) {
+            m.proofs = r->pf;
+            r->pf[m.n_proofs++] = *p;
+            r->stats.proofs_sent++;
+        }
         for (size_t i = 0; i < o->ids.cap; i++) {
             if (!o->ids.slots[i].key)
                 continue;
-            const struct entry *e = o->ids.slots[i].value;
+            struct entry *e = o->ids.slots[i].value;
             uint32_t cost = shoal_instance_cost(&e->in);
-            if (m.n_events && cost > budget) {
+            if (!p && m.n_events && cost > budget) {
                 r->cfg.send(r->cfg.ud, to, &m);
                 uint32_t part = m.part + 1;
                 msg_init(r, &m, type);
@@ -858,6 +1144,7 @@ static void send_owners(struct shoal_registry *r, const struct shoal_reg_peer *t
             if (!slot)
                 continue;
             m.events = r->ev;
+            entry_sign(r, e);
             *slot = e->in;
             m.n_events++;
             budget = cost > budget ? 0 : budget - cost;
@@ -981,9 +1268,15 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
         r->owner_conn = src->conn;
         r->owner_from = sender->name;
     }
+    struct forged forged = {.n = 0};
+    /* Owner proofs (stream only): one signature for an owner's whole set. */
+    bool *pre = stream && m->n_proofs ? calloc(m->n_events + m->n_proofs + 1, sizeof(bool)) : NULL;
+    if (pre)
+        shoal_regproof_mark(&r->cfg, m, pre, pre + m->n_events, &r->stats);
     for (uint32_t i = 0; i < m->n_events; i++) {
         const struct shoal_instance *ev = &m->events[i];
-        struct entry *e = apply_event(r, ev, now, false);
+        struct entry *e = admit(r, ev, &forged, pre && pre[i]) ? apply_event(r, ev, now, false)
+                                                                : NULL;
         if (stream)
             r->stats.sync_events_received++;
         if (e && stream && !r->applying_sync)
@@ -1003,6 +1296,10 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
     r->owner_conn = 0;
     r->owner_from = NULL;
     r->applying_sync = false;
+    for (uint32_t k = 0; pre && k < m->n_proofs; k++)
+        if (pre[m->n_events + k])
+            owner_keep_proof(r, &m->proofs[k]);
+    free(pre);
     switch (m->type) {
     case SHOAL_REG_GOSSIP:
         /* Notices: an event too big for a datagram; pull it by anti-entropy.
@@ -1057,6 +1354,7 @@ void shoal_registry_recv(struct shoal_registry *r, int64_t now, const struct sho
 void shoal_registry_tick(struct shoal_registry *r, int64_t now)
 {
     ttl_tick(r, now);
+    unknown_sync_tick(r, now);
     if (now >= r->next_gc) {
         r->next_gc = now + shoal_reg__gc_interval(r);
         shoal_reg__gc_tick(r, now);
@@ -1107,6 +1405,8 @@ int64_t shoal_registry_next_deadline(const struct shoal_registry *r)
         d = r->next_sync;
     if (r->own_deadline < d)
         d = r->own_deadline;
+    if (unknown_sync_due(r) && r->next_unknown_sync < d)
+        d = r->next_unknown_sync;
     return d;
 }
 
@@ -1284,6 +1584,7 @@ struct shoal_registry *shoal_registry_new(const struct shoal_registry_config *c,
         e = SHOAL_ENOMEM;
     if (r) {
         r->cfg = *c;
+        shoal_regauth_caps_defaults(&r->cfg);
         r->index = 1;
         r->index_base = 1;
         r->self = shoal_reg__owner_get(r, c->self, true);
@@ -1323,6 +1624,7 @@ void shoal_registry_free(struct shoal_registry *r)
             free(e);
         }
         shoal_strmap_close(&o->ids);
+        free(o->proof);
         free(o);
     }
     for (size_t i = 0; i < r->services.cap; i++) {
@@ -1340,5 +1642,6 @@ void shoal_registry_free(struct shoal_registry *r)
     free(r->ev);
     free(r->dg);
     free(r->wants);
+    free(r->pf);
     free(r);
 }

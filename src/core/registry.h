@@ -36,6 +36,9 @@
 #define SHOAL_CHECK_INTERVAL_DEFAULT 10000
 #define SHOAL_CHECK_TIMEOUT_DEFAULT 2000
 #define SHOAL_CHECK_DAMP_MAX 100    /* rise/fall: consecutive results, 0 = agent default */
+#define SHOAL_REG_SIG_BYTES 64      /* the owner's Ed25519 signature of an event */
+#define SHOAL_REG_PK_BYTES 32
+#define SHOAL_REG_HASH_BYTES 32     /* BLAKE2b-256 of an event's canonical bytes */
 
 enum shoal_health {
     SHOAL_PASSING = 0,
@@ -96,6 +99,10 @@ struct shoal_instance {
     uint64_t generation;   /* owner's generation when written */
     uint64_t version;      /* owner's version counter: grows with every change */
     bool deleted;          /* a tombstone: only owner, id, generation, version count */
+    /* The owner's signature over the event's canonical bytes
+     * (wire/statement.h), relayed unchanged with the event. */
+    bool has_sig;
+    uint8_t sig[SHOAL_REG_SIG_BYTES];
 };
 
 /* Deep copy; returns 0 or SHOAL_ENOMEM (dst is cleared then). */
@@ -131,6 +138,18 @@ struct shoal_reg_digest {
     uint32_t count; /* entries, tombstones included */
 };
 
+/* An owner's signed statement over its whole entry set: anti-entropy sends
+ * it with those entries, so that a receiver checks one signature for the
+ * set instead of one per event (wire/statement.h defines root and sig). */
+struct shoal_reg_proof {
+    char owner[SHOAL_NAME_MAX];
+    uint64_t generation;
+    uint64_t version; /* highest version in the set */
+    uint32_t count;   /* entries, tombstones included */
+    uint8_t root[SHOAL_REG_HASH_BYTES];
+    uint8_t sig[SHOAL_REG_SIG_BYTES];
+};
+
 enum shoal_reg_msg_type {
     SHOAL_REG_GOSSIP = 8,    /* datagram: events, and notices (digests) of events too big for one */
     SHOAL_REG_SYNC_REQ = 9,  /* stream: the initiator's digests */
@@ -151,6 +170,8 @@ struct shoal_reg_msg {
     struct shoal_reg_digest *digests;
     uint32_t n_wants;
     char (*wants)[SHOAL_NAME_MAX];
+    uint32_t n_proofs; /* stream messages only */
+    struct shoal_reg_proof *proofs;
 };
 void shoal_reg_msg_free(struct shoal_reg_msg *m); /* frees arrays and events */
 
@@ -178,6 +199,8 @@ struct shoal_reg_change {
     bool own;            /* one of our own instances: persist before acknowledging */
 };
 
+struct shoal_principals;
+
 struct shoal_registry_config {
     char self[SHOAL_NAME_MAX];
     uint64_t generation;
@@ -198,10 +221,58 @@ struct shoal_registry_config {
     size_t (*peers)(void *ud, size_t k, struct shoal_addr *out);
     /* Optional: something visible changed (watchers, persistence). */
     void (*changed)(void *ud, const struct shoal_reg_change *c);
+
+    /* Authority (core/regauth.h). principals: who speaks for which owner
+     * name, and the service scope of each (the agent's table, borrowed);
+     * NULL turns the owner checks off (unit tests of other behaviour only).
+     * sign: signs one of our events (sig out), 0 or SHOAL_E*; called lazily,
+     * just before an event of ours is first sent. verify: is sig a valid
+     * signature of ev by pk? Both are the wire layer's (wire/statement.h). */
+    const struct shoal_principals *principals;
+    int (*sign)(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES]);
+    bool (*verify)(void *ud, const struct shoal_instance *ev,
+                   const uint8_t pk[SHOAL_REG_PK_BYTES]);
+    /* Owner proofs (core/regproof.h); all four or none (then none are sent
+     * and every event is verified alone). event_hash: the hash of ev's
+     * canonical bytes; set_root: the root of n sorted hashes; sign_proof
+     * fills p->sig (0 or SHOAL_E*); verify_proof checks it against pk. */
+    void (*event_hash)(void *ud, const struct shoal_instance *ev,
+                       uint8_t out[SHOAL_REG_HASH_BYTES]);
+    void (*set_root)(void *ud, const uint8_t (*sorted)[SHOAL_REG_HASH_BYTES], size_t n,
+                     uint8_t root[SHOAL_REG_HASH_BYTES]);
+    int (*sign_proof)(void *ud, struct shoal_reg_proof *p);
+    bool (*verify_proof)(void *ud, const struct shoal_reg_proof *p,
+                         const uint8_t pk[SHOAL_REG_PK_BYTES]);
+    /* Caps on what is held (0 = the default). Per owner: entries (instances
+     * and tombstones) and their encoded bytes; in total, over every owner. */
+    uint32_t max_owner_instances;  /* 10000 */
+    uint64_t max_owner_bytes;      /* 16 MiB */
+    uint32_t max_instances;        /* 1000000 */
+    uint64_t max_bytes;            /* 1 GiB */
     /* Optional: the address of a live member, to sync with an owner itself
      * (back from dead, or what only it can vouch for). false if unknown. */
     bool (*member_addr)(void *ud, const char *name, struct shoal_addr *out);
 };
+
+/* Why an event from another node was refused (counted per reason). */
+#define SHOAL_REG_REFUSE_MAP(X)                                                \
+    X(UNKNOWN_OWNER, "unknown_owner")     /* no principal for the owner name */ \
+    X(UNSIGNED, "unsigned")               /* no signature */                   \
+    X(BAD_SIGNATURE, "bad_signature")     /* not signed by the owner's key */  \
+    X(AFTER_FORGERY, "after_forgery")     /* later events of a message with a forgery */ \
+    X(OUT_OF_SCOPE, "out_of_scope")       /* service outside the owner's scope */ \
+    X(OWNER_INSTANCES, "owner_instances") /* the owner's entry cap */          \
+    X(OWNER_BYTES, "owner_bytes")         /* the owner's byte cap */           \
+    X(TOTAL_INSTANCES, "total_instances") /* the registry's entry cap */       \
+    X(TOTAL_BYTES, "total_bytes")         /* the registry's byte cap */
+
+enum shoal_reg_refuse {
+#define SHOAL_REG_REFUSE_ENUM(n, s) SHOAL_REG_REFUSE_##n,
+    SHOAL_REG_REFUSE_MAP(SHOAL_REG_REFUSE_ENUM)
+#undef SHOAL_REG_REFUSE_ENUM
+    SHOAL_REG_REFUSE_COUNT
+};
+const char *shoal_reg_refuse_name(int reason);
 
 /* The relation of the retention times, checked at start-up. NULL if the
  * settings are safe, else a static sentence saying what to change.
@@ -213,6 +284,10 @@ struct shoal_registry_stats {
     uint64_t events_applied, events_stale, events_sent, notices_sent;
     uint64_t syncs_started, syncs_served, sync_events_sent, sync_events_received;
     uint64_t tombstones_collected, reaped, generation_wipes;
+    uint64_t refused[SHOAL_REG_REFUSE_COUNT]; /* by enum shoal_reg_refuse */
+    uint64_t sig_verified;                    /* owner signatures checked */
+    uint64_t proofs_sent, proofs_verified, proofs_failed; /* owner proofs */
+    uint64_t events_by_proof; /* events admitted under an owner proof */
     uint64_t floor_refusals;  /* live events below a collected tombstone, not from the owner */
     uint64_t owner_syncs;     /* syncs asked of an owner (back from dead, refusals) */
     uint64_t verified;        /* owners back from dead whose sync with them completed */
@@ -263,6 +338,11 @@ int shoal_registry_check_result(struct shoal_registry *r, int64_t now, const cha
  * generation. Call once, before anything else. */
 int shoal_registry_restore(struct shoal_registry *r, int64_t now,
                            const struct shoal_instance *own, size_t n, uint64_t last_version);
+/* Our signing key changed (certificate rotation to a new key): every entry
+ * of ours, tombstones too, is written again under a new version, so that
+ * replicas replace what they hold signed with the old key. Returns 0 or
+ * SHOAL_ENOMEM (then some are re-signed, the rest keep the old key). */
+int shoal_registry_resign(struct shoal_registry *r, int64_t now);
 /* Graceful leave: deregisters all our instances and spreads it at once. */
 void shoal_registry_leave(struct shoal_registry *r, int64_t now);
 /* Our live instances (not tombstones), for persistence; and our version. */
@@ -289,6 +369,10 @@ void shoal_registry_sync_with(struct shoal_registry *r, int64_t now, const struc
 void shoal_registry_owner_status(struct shoal_registry *r, int64_t now, const char *owner,
                                  uint8_t status, uint64_t generation);
 void shoal_registry_tick(struct shoal_registry *r, int64_t now);
+/* The principal table (config.principals) gained or changed a name: events
+ * refused meanwhile for an unknown owner are pulled again by anti-entropy
+ * with a random member at the next tick. */
+void shoal_registry_principals_changed(struct shoal_registry *r);
 int64_t shoal_registry_next_deadline(const struct shoal_registry *r);
 
 /* ---- queries (any node, from its own replica) ---- */

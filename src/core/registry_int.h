@@ -28,6 +28,9 @@ struct entry {
     struct shoal_instance in; /* in.owner/in.id are the key */
     struct owner *owner;
     uint64_t hash;      /* this entry's share of the owner digest */
+    uint32_t cost;      /* its bytes, as the caps count them */
+    bool has_sh;        /* sh is the hash of in's canonical bytes (proofs) */
+    uint8_t sh[SHOAL_REG_HASH_BYTES];
     int64_t tomb_at;    /* when it became a tombstone here */
     uint64_t seen_conn; /* the last owner sync stream that carried it */
     uint32_t qpos;      /* gossip queue position + 1; 0 = not queued */
@@ -49,6 +52,9 @@ struct owner {
     uint64_t floor; /* newest tombstone collected (or all, once left) */
     uint64_t hash;
     uint32_t count;
+    uint64_t bytes;                /* the entries' costs (caps) */
+    struct shoal_reg_proof *proof; /* the owner's proof over its set, or NULL */
+    bool proof_ok;                 /* ...and it covers exactly what we hold */
     uint8_t status; /* membership status (enum shoal_status) */
     int64_t dead_since;
     /* Back from dead: what we hold may be stale (deregistrations missed),
@@ -90,6 +96,13 @@ struct shoal_registry {
     size_t qn, qcap;
     uint64_t qorder;
 
+    uint64_t total_count, total_bytes; /* every owner's entries (caps) */
+    char why[256];                     /* the last owner-side refusal */
+    /* Events were refused for an owner we had no principal for; once the
+     * principal table grows, anti-entropy pulls them again. */
+    bool unknown_refused, principals_grew;
+    int64_t next_unknown_sync;
+
     uint64_t index;
     uint64_t index_base; /* the floor this run started from (unseen services) */
     int64_t next_gossip, next_sync, next_gc, next_reap, last_notice_sync;
@@ -122,6 +135,8 @@ struct shoal_registry {
     size_t dg_cap;
     char (*wants)[SHOAL_NAME_MAX];
     size_t wants_cap;
+    struct shoal_reg_proof *pf;
+    size_t pf_cap;
 };
 
 static inline bool is_live_status(uint8_t st) { return st == SHOAL_ALIVE || st == SHOAL_SUSPECT; }

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/principal.h"
 #include "core/swim.h"
 #include "io/agentconf.h"
 #include "io/api.h"
@@ -58,6 +59,7 @@
                                                       : AGENT_MIN_REG_DATAGRAM)
 #define AGENT_MAX_DATAGRAM 65507
 #define AGENT_MAX_JOIN 64
+#define AGENT_MAX_PEER_SCOPES 16
 /* One join attempt waits this long for a seed's answer: core asks each
  * address at once and again after 1 s, so two tries per attempt. */
 #define AGENT_JOIN_WINDOW_MS 2500
@@ -103,6 +105,9 @@ struct agent_opts {
     uint32_t dns_udp_answer_limit;
     const char *datacenter;
     uint32_t check_rise, check_fall;
+    const char *test_scope;
+    const char *peer_scopes[AGENT_MAX_PEER_SCOPES];
+    size_t n_peer_scopes;
 };
 
 struct agent {
@@ -154,6 +159,12 @@ enum {
     OPT_DNS_TTL,
     OPT_CHECK_RISE,
     OPT_CHECK_FALL,
+    OPT_MAX_OWNER_INSTANCES,
+    OPT_MAX_OWNER_BYTES,
+    OPT_MAX_INSTANCES,
+    OPT_MAX_BYTES,
+    OPT_TEST_SCOPE,
+    OPT_TEST_PEER_SCOPE,
     OPT_RETRY_JOIN,
     OPT_RETRY_MAX,
     OPT_RETRY_INTERVAL,
@@ -248,6 +259,20 @@ static const struct shoal_agent_flag agent_options[] = {
      "successes in a row before a check passes, 1-100", 0, "1"},
     {"check-fall", required_argument, NULL, OPT_CHECK_FALL, "N",
      "failures in a row before a check fails, 1-100", 0, "1"},
+    {"max-owner-instances", required_argument, NULL, OPT_MAX_OWNER_INSTANCES, "N",
+     "registry entries (instances and tombstones) held per owner; more are refused", 0,
+     "10000"},
+    {"max-owner-bytes", required_argument, NULL, OPT_MAX_OWNER_BYTES, "N",
+     "encoded bytes of registry entries held per owner", 0, "16777216"},
+    {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES, "N",
+     "registry entries held in total", 0, "1000000"},
+    {"max-bytes", required_argument, NULL, OPT_MAX_BYTES, "N",
+     "encoded bytes of registry entries held in total", 0, "1073741824"},
+    {"test-scope", required_argument, NULL, OPT_TEST_SCOPE, "PATTERN,...",
+     "this node's service-name scope (globs); for tests, until certificates carry it", 0,
+     NULL},
+    {"test-peer-scope", required_argument, NULL, OPT_TEST_PEER_SCOPE, "NAME=PATTERN,...",
+     "another node's service-name scope; for tests, until certificates carry it", R, NULL},
     {"config-file", required_argument, NULL, OPT_CONFIG_FILE, "FILE|DIR",
      "read settings from a JSON file, or a directory's *.json files", R | SHOAL_AF_NO_FILE,
      NULL},
@@ -306,6 +331,58 @@ static int parse_count_flag(const char *flag, const char *val, uint32_t min, uin
     }
     *out = (uint32_t)v;
     return 0;
+}
+
+static int parse_bytes_flag(const char *flag, const char *val, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    if (val[0] < '0' || val[0] > '9' || *end || errno)
+        return bad_value(flag, val, "expected a whole number of bytes");
+    if (v < 65536 || v > (1ull << 40))
+        return bad_value(flag, val, "must be between 65536 and 1099511627776");
+    *out = v;
+    return 0;
+}
+
+/* A service-name scope: 1..16 comma-separated patterns of [a-z0-9-*?]. */
+static int parse_scope_flag(const char *flag, const char *val)
+{
+    size_t n = 0;
+    for (const char *s = val;; n++) {
+        char pat[SHOAL_SCOPE_MAX];
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= sizeof(pat) || n == SHOAL_SCOPES_MAX)
+            return bad_value(flag, val, "expected 1-16 comma-separated patterns of 1-63 chars");
+        memcpy(pat, s, len);
+        pat[len] = 0;
+        if (shoal_scope_check(pat) != 0)
+            return bad_value(flag, val, "a pattern is 1-63 of [a-z0-9-*?]");
+        if (!s[len])
+            return 0;
+        s += len + 1;
+    }
+}
+
+/* NAME=PATTERN,... (--test-peer-scope). */
+static int parse_peer_scope_flag(struct agent_opts *o, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    char name[SHOAL_NAME_MAX];
+    size_t len = eq ? (size_t)(eq - v) : 0;
+    if (!eq || len == 0 || len >= sizeof(name))
+        return bad_value("test-peer-scope", v, "expected NAME=PATTERN,...");
+    memcpy(name, v, len);
+    name[len] = 0;
+    if (!shoal_name_valid(name))
+        return bad_value("test-peer-scope", v, "expected NAME=PATTERN,...");
+    if (o->n_peer_scopes == AGENT_MAX_PEER_SCOPES)
+        return bad_value("test-peer-scope", v, "at most 16 are accepted");
+    int rc = parse_scope_flag("test-peer-scope", eq + 1);
+    if (rc == 0)
+        o->peer_scopes[o->n_peer_scopes++] = v;
+    return rc;
 }
 
 static int parse_join_flag(struct agent_opts *o, const char *flag, const char *v)
@@ -491,6 +568,26 @@ static int agent_apply(void *ud, const struct shoal_agent_flag *f, const char *v
         break;
     case OPT_DNS_TTL:
         rc = parse_dns_ttl_flag(v, &o->dns_ttl_s);
+        break;
+    case OPT_MAX_OWNER_INSTANCES:
+        rc = parse_count_flag("max-owner-instances", v, 1, 100000000,
+                              &o->registry.max_owner_instances);
+        break;
+    case OPT_MAX_OWNER_BYTES:
+        rc = parse_bytes_flag("max-owner-bytes", v, &o->registry.max_owner_bytes);
+        break;
+    case OPT_MAX_INSTANCES:
+        rc = parse_count_flag("max-instances", v, 1, 100000000, &o->registry.max_instances);
+        break;
+    case OPT_MAX_BYTES:
+        rc = parse_bytes_flag("max-bytes", v, &o->registry.max_bytes);
+        break;
+    case OPT_TEST_SCOPE:
+        rc = parse_scope_flag("test-scope", v);
+        o->test_scope = v;
+        break;
+    case OPT_TEST_PEER_SCOPE:
+        rc = parse_peer_scope_flag(o, v);
         break;
     case OPT_DNS_DOMAIN: {
         const char *why = shoal_dns_domain_parse(v, o->dns_domain);
@@ -850,6 +947,9 @@ static int agent_run(struct agent_opts *o)
     nc.swim = o->swim;
     nc.registry = o->registry;
     nc.data_dir = o->data_dir;
+    nc.own_scope = o->test_scope;
+    nc.peer_scopes = o->peer_scopes;
+    nc.n_peer_scopes = o->n_peer_scopes;
     nc.restore = store.msg.events;
     nc.n_restore = store.msg.n_events;
     nc.restore_version = store.version;

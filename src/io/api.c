@@ -174,6 +174,16 @@ static json_t *stream_info(struct shoal_node *node)
         {"send_unknown_conn", c->send_unknown_conn}, {"send_errors", nc->stream_errors});
 }
 
+/* /v1/info "registry"."refused": events from others refused by the
+ * authority rules and caps (core/regauth.h), and our own refused by caps. */
+static json_t *refused_object(const struct shoal_registry_stats *st)
+{
+    struct api_counter t[SHOAL_REG_REFUSE_COUNT];
+    for (int i = 0; i < SHOAL_REG_REFUSE_COUNT; i++)
+        t[i] = (struct api_counter){shoal_reg_refuse_name(i), st->refused[i]};
+    return counters_object(t, SHOAL_REG_REFUSE_COUNT);
+}
+
 /* /v1/info "registry": what this replica holds and what it did. */
 static json_t *registry_info(struct shoal_api *api)
 {
@@ -197,6 +207,9 @@ static json_t *registry_info(struct shoal_api *api)
                         json_integer((json_int_t)shoal_registry_services(r, NULL, 0)));
     json_object_set_new(v, "messages", COUNTERS({"in", c->reg_in}, {"out", c->reg_out}));
     json_object_set_new(v, "frame_drops", counters_object(frame_drops, SHOAL_DROP_COUNT));
+    json_object_set_new(v, "refused", refused_object(shoal_registry_stats(r)));
+    json_object_set_new(v, "signatures_verified",
+                        json_integer((json_int_t)shoal_registry_stats(r)->sig_verified));
     json_object_set_new(v, "persist",
                         COUNTERS({"writes", c->persist_writes}, {"errors", c->persist_errors},
                                  {"appends", c->persist_appends},
@@ -688,6 +701,10 @@ static void api_register(struct shoal_api *api, uint64_t conn_id, const struct s
     }
     if (rc == SHOAL_ETOOBIG) {
         reply_error(resp, 413, "%s", why ? why : "too large");
+        goto out;
+    }
+    if (rc == SHOAL_EPERM) {
+        reply_error(resp, 403, "%s", why ? why : "not permitted");
         goto out;
     }
     if (rc != 0) {

@@ -189,6 +189,13 @@ static void registry(struct buf *b, struct shoal_node *node)
            "Registry events ignored as no newer than what is held.", st->events_stale);
     scalar(b, "shoal_registry_events_sent_total", "counter", "Registry events gossiped.",
            st->events_sent);
+    family(b, "shoal_registry_events_refused_total", "counter",
+           "Registry events refused by the owner rules or the caps, by reason.");
+    for (int i = 0; i < SHOAL_REG_REFUSE_COUNT; i++)
+        sample(b, "shoal_registry_events_refused_total", "reason", shoal_reg_refuse_name(i),
+               st->refused[i]);
+    scalar(b, "shoal_registry_signatures_verified_total", "counter",
+           "Owner signatures of registry events checked.", st->sig_verified);
     family(b, "shoal_registry_syncs_total", "counter",
            "Anti-entropy exchanges, by role (started here or served for a peer).");
     sample(b, "shoal_registry_syncs_total", "role", "started", st->syncs_started);

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "core/strmap.h"
+#include "core/principal.h"
 #include "io/datadir.h"
 #include "io/fallback.h"
 #include "io/log.h"
@@ -30,6 +31,7 @@
 #include "io/regstore.h"
 #include "io/stream.h"
 #include "io/udp.h"
+#include "wire/statement.h"
 
 /* A deadline farther than this is re-checked anyway; ticking early is a
  * no-op for core, and it bounds the damage of a clock surprise. */
@@ -38,6 +40,8 @@
 /* Binding port 0 picks a free UDP port; the TCP listener must take the same
  * number, which another process may hold: then both are tried again. */
 #define NODE_BIND_TRIES 32
+/* Most principals (names bound to keys) a node holds: the member cap's order. */
+#define NODE_PRINCIPALS_MAX 65536
 /* Room for a message's fields besides its events in a frame estimate. */
 #define NODE_FRAME_BASE 1024
 
@@ -82,6 +86,9 @@ struct shoal_node {
     bool has_cluster_key;
     bool leaving, left_reported;
     struct shoal_identity identity; /* wire may keep a pointer: it lives here */
+    struct shoal_principals principals; /* who speaks for which name (regauth) */
+    char **peer_scopes; /* INTERIM: "NAME=PATTERN,..." for learned principals */
+    size_t n_peer_scopes;
     uint8_t cluster_pk[SHOAL_PK_BYTES];
     void (*event)(void *ud, const struct shoal_event *ev);
     void (*left)(void *ud);
@@ -111,6 +118,50 @@ int64_t shoal_node_wall_ms(void)
 /* Logs only the 1st, 2nd, 4th, ... and then every 1024th occurrence: a
  * persistent fault stays visible without flooding the log. */
 static bool log_sampled(uint64_t count) { return (count & (count - 1)) == 0 || count % 1024 == 0; }
+
+/* Fills p's scope from comma-separated patterns (NULL or "": any name).
+ * Returns 0 or SHOAL_EINVAL. */
+static int node_parse_scope(struct shoal_principal *p, const char *scope)
+{
+    for (const char *s = scope; s && *s;) {
+        size_t len = strcspn(s, ",");
+        if (p->n_scopes == SHOAL_SCOPES_MAX || len == 0 || len >= SHOAL_SCOPE_MAX)
+            return SHOAL_EINVAL;
+        memcpy(p->scopes[p->n_scopes], s, len);
+        if (shoal_scope_check(p->scopes[p->n_scopes++]) != 0)
+            return SHOAL_EINVAL;
+        s += len + (s[len] == ',');
+    }
+    return 0;
+}
+
+/* INTERIM, until certificates (issue 8, item 1) fill n->principals: the
+ * first verified envelope that names a member binds that name to the
+ * envelope's sender key, with the scope --test-peer-scope gives that name
+ * (else none); a later envelope naming it with another key changes
+ * nothing. This is trust on first use: it holds only against a node that
+ * speaks after the victim is known. The certificate path replaces this
+ * function, its three calls and peer_scopes. */
+static void node_interim_principal(struct shoal_node *n, const char *name, const uint8_t *env,
+                                   size_t len)
+{
+    struct shoal_principal p;
+    if (shoal_principals_get(&n->principals, name))
+        return;
+    memset(&p, 0, sizeof(p));
+    memcpy(p.name, name, strnlen(name, SHOAL_NAME_MAX - 1));
+    p.not_after = UINT64_MAX;
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < n->n_peer_scopes; i++)
+        if (strncmp(n->peer_scopes[i], name, nlen) == 0 && n->peer_scopes[i][nlen] == '=' &&
+            node_parse_scope(&p, n->peer_scopes[i] + nlen + 1) != 0)
+            return; /* checked at start */
+    if (shoal_statement_envelope_sender(env, len, p.pk) == 0 &&
+        shoal_principals_put(&n->principals, &p, false) == 0) {
+        shoal_log_debug("registry", "interim principal %s learned from its envelope", name);
+        shoal_registry_principals_changed(n->reg);
+    }
+}
 
 static int64_t node_deadline(const struct shoal_node *n)
 {
@@ -546,6 +597,7 @@ static void node_datagram(void *ud, const uint8_t *buf, size_t len, const struct
             node_drop(n, n->counters.drops, decode_drop(rc), "datagram", len, src, bad);
             return;
         }
+        node_interim_principal(n, n->msg.from, buf, len);
         shoal_swim_recv(n->swim, shoal_node_clock_ms(), src, &n->msg);
         return;
     }
@@ -562,6 +614,7 @@ static void node_datagram(void *ud, const uint8_t *buf, size_t len, const struct
         return;
     }
     struct shoal_reg_peer peer = {.addr = *src};
+    node_interim_principal(n, m.from, buf, len);
     n->counters.reg_in++;
     shoal_registry_recv(n->reg, shoal_node_clock_ms(), &peer, &m);
     shoal_reg_msg_free(&m);
@@ -645,6 +698,8 @@ static void node_frame(void *ud, uint64_t conn, const struct shoal_addr *src, co
         return;
     }
     struct shoal_reg_peer peer = {.addr = *src, .conn = conn, .stream = true};
+    node_interim_principal(n, m.from, frame + SHOAL_FRAME_PREFIX_BYTES,
+                           len - SHOAL_FRAME_PREFIX_BYTES);
     n->counters.reg_in++;
     shoal_registry_recv(n->reg, shoal_node_clock_ms(), &peer, &m);
     shoal_reg_msg_free(&m);
@@ -660,6 +715,7 @@ static size_t reg_msg_cost(const struct shoal_reg_msg *m)
         n += shoal_instance_cost(&m->events[i]);
     n += (size_t)m->n_digests * (48 + SHOAL_NAME_MAX);
     n += (size_t)m->n_wants * (3 + SHOAL_NAME_MAX);
+    n += (size_t)m->n_proofs * (128 + SHOAL_NAME_MAX);
     return n;
 }
 
@@ -877,6 +933,63 @@ static size_t own_cost(const struct shoal_node *n, const char *except)
            (old ? shoal_instance_cost(old) : 0);
 }
 
+/* The registry's owner signatures (core/regauth.h, wire/statement.h). */
+static int node_reg_sign(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES])
+{
+    struct shoal_node *n = ud;
+    return shoal_statement_sign_event(ev, n->identity.sk, sig);
+}
+
+static bool node_reg_verify(void *ud, const struct shoal_instance *ev,
+                            const uint8_t pk[SHOAL_REG_PK_BYTES])
+{
+    (void)ud;
+    return shoal_statement_verify_event(ev, pk);
+}
+
+static void node_reg_hash(void *ud, const struct shoal_instance *ev,
+                          uint8_t out[SHOAL_REG_HASH_BYTES])
+{
+    (void)ud;
+    if (shoal_statement_event_hash(ev, out) != 0)
+        memset(out, 0, SHOAL_REG_HASH_BYTES); /* out of memory: no proof will match */
+}
+
+static void node_reg_root(void *ud, const uint8_t (*sorted)[SHOAL_REG_HASH_BYTES], size_t n,
+                          uint8_t root[SHOAL_REG_HASH_BYTES])
+{
+    (void)ud;
+    shoal_statement_set_root(sorted, n, root);
+}
+
+static int node_reg_sign_proof(void *ud, struct shoal_reg_proof *p)
+{
+    struct shoal_node *n = ud;
+    shoal_statement_sign_proof(p, n->identity.sk);
+    return 0;
+}
+
+static bool node_reg_verify_proof(void *ud, const struct shoal_reg_proof *p,
+                                  const uint8_t pk[SHOAL_REG_PK_BYTES])
+{
+    (void)ud;
+    return shoal_statement_verify_proof(p, pk);
+}
+
+/* Our own principal: our name, our key and the scope we may register in.
+ * Returns 0 or SHOAL_EINVAL (a bad scope pattern). */
+static int node_own_principal(struct shoal_node *n, const char *name, const char *scope)
+{
+    struct shoal_principal p;
+    memset(&p, 0, sizeof(p));
+    memcpy(p.name, name, strnlen(name, SHOAL_NAME_MAX - 1));
+    memcpy(p.pk, n->identity.pk, sizeof(p.pk));
+    p.not_after = UINT64_MAX;
+    if (node_parse_scope(&p, scope) != 0)
+        return SHOAL_EINVAL;
+    return shoal_principals_put(&n->principals, &p, true);
+}
+
 struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_config *c, int *err)
 {
     struct shoal_swim_config sc = c->swim;
@@ -896,6 +1009,7 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     n->loop = loop;
     n->max_datagram = sc.max_datagram;
     n->identity = c->identity;
+    shoal_principals_init(&n->principals, NODE_PRINCIPALS_MAX);
     n->has_cluster_key = c->has_cluster_key;
     memcpy(n->cluster_pk, c->cluster_pk, sizeof(n->cluster_pk));
     n->event = c->event;
@@ -935,6 +1049,31 @@ struct shoal_node *shoal_node_new(struct ev_loop *loop, const struct shoal_node_
     rc_cfg.send = node_reg_send;
     rc_cfg.peers = node_reg_peers;
     rc_cfg.changed = node_reg_changed;
+    rc_cfg.principals = &n->principals;
+    rc_cfg.sign = node_reg_sign;
+    rc_cfg.verify = node_reg_verify;
+    rc_cfg.event_hash = node_reg_hash;
+    rc_cfg.set_root = node_reg_root;
+    rc_cfg.sign_proof = node_reg_sign_proof;
+    rc_cfg.verify_proof = node_reg_verify_proof;
+    if ((rc = node_own_principal(n, sc.name, c->own_scope)) != 0)
+        goto fail;
+    if (c->n_peer_scopes && !(n->peer_scopes = calloc(c->n_peer_scopes, sizeof(char *)))) {
+        rc = SHOAL_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < c->n_peer_scopes; i++) {
+        struct shoal_principal p = {.n_scopes = 0};
+        const char *eq = strchr(c->peer_scopes[i], '=');
+        if (!eq || node_parse_scope(&p, eq + 1) != 0) {
+            rc = SHOAL_EINVAL;
+            goto fail;
+        }
+        if (!(n->peer_scopes[n->n_peer_scopes++] = strdup(c->peer_scopes[i]))) {
+            rc = SHOAL_ENOMEM;
+            goto fail;
+        }
+    }
     rc_cfg.member_addr = node_reg_member_addr;
     n->reg = shoal_registry_new(&rc_cfg, &rc);
     if (!n->reg) {
@@ -1007,6 +1146,10 @@ void shoal_node_free(struct shoal_node *n)
         shoal_wire_free(n->wire);
     shoal_udp_free(n->udp);
     explicit_bzero(&n->identity, sizeof(n->identity)); /* the secret key */
+    shoal_principals_close(&n->principals);
+    for (size_t i = 0; i < n->n_peer_scopes; i++)
+        free(n->peer_scopes[i]);
+    free(n->peer_scopes);
     free(n->frame);
     free(n->data_dir);
     pending_clear(n);
@@ -1112,6 +1255,7 @@ int shoal_node_check_result(struct shoal_node *n, const char *id, uint32_t index
 struct shoal_swim *shoal_node_swim(const struct shoal_node *n) { return n->swim; }
 
 struct shoal_registry *shoal_node_registry(const struct shoal_node *n) { return n->reg; }
+struct shoal_principals *shoal_node_principals(struct shoal_node *n) { return &n->principals; }
 
 const struct shoal_stream_counters *shoal_node_stream_counters(const struct shoal_node *n)
 {

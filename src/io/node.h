@@ -47,6 +47,13 @@ struct shoal_node_config {
     const struct shoal_instance *restore;
     size_t n_restore;
     uint64_t restore_version;
+    /* Our own service-name scope: comma-separated globs (core/principal.h),
+     * NULL or "" for any name. INTERIM until our certificate gives it. */
+    const char *own_scope;
+    /* INTERIM likewise: "NAME=PATTERN,..." scopes given to the principals
+     * learned from envelopes (borrowed during shoal_node_new() only). */
+    const char *const *peer_scopes;
+    size_t n_peer_scopes;
     /* Where our instances are persisted (DIR/registry); NULL: nowhere. */
     const char *data_dir;
 
@@ -133,6 +140,10 @@ void shoal_node_persist_soon(struct shoal_node *n);
 /* Borrowed views, valid until shoal_node_free(). */
 struct shoal_swim *shoal_node_swim(const struct shoal_node *n);
 struct shoal_registry *shoal_node_registry(const struct shoal_node *n);
+/* Who speaks for which name: the node's table, read by the registry's
+ * owner checks; filled with our own principal at start (and, until
+ * certificates, from verified envelopes). */
+struct shoal_principals *shoal_node_principals(struct shoal_node *n);
 const struct shoal_stream_counters *shoal_node_stream_counters(const struct shoal_node *n);
 const struct shoal_node_counters *shoal_node_counters(const struct shoal_node *n);
 const struct shoal_addr *shoal_node_addr(const struct shoal_node *n);  /* advertised */

@@ -696,7 +696,9 @@ int shoal_svcset_apply(struct shoal_svcset *set, const char *dir, struct shoal_n
         if (r != 0) {
             res->errors++;
             shoal_log_warn("config", "%s:%d: cannot register %s: %s", d->file, d->line, d->spec.id,
-                           r == SHOAL_EINVAL ? why : shoal_strerror(r));
+                           r == SHOAL_EINVAL || r == SHOAL_EPERM || r == SHOAL_ETOOBIG
+                               ? why
+                               : shoal_strerror(r));
         } else if (shoal_registry_own_version(shoal_node_registry(node)) != before) {
             res->registered++;
             shoal_log_info("config", "registered %s (%s) from %s", d->spec.id, d->spec.service,

@@ -147,6 +147,7 @@ int shoal_wire_payload_type(const uint8_t *payload, size_t len)
 #define PKT_EVENTS 8
 #define PKT_DIGESTS 9
 #define PKT_WANTS 10
+#define PKT_PROOFS 12
 #define INS_TAGS 6
 #define INS_META 7
 
@@ -160,7 +161,7 @@ int shoal_wire_payload_type(const uint8_t *payload, size_t len)
 static int prescan(const uint8_t *buf, size_t len, const char **bad)
 {
     const uint8_t *p = buf, *end = buf + len;
-    size_t n_events = 0, n_digests = 0, n_wants = 0, n_updates = 0;
+    size_t n_events = 0, n_digests = 0, n_wants = 0, n_updates = 0, n_proofs = 0;
     struct pb_field f;
     int r;
     *bad = NULL;
@@ -168,7 +169,7 @@ static int prescan(const uint8_t *buf, size_t len, const char **bad)
         if (f.tag == PKT_TYPE && f.wt != WT_VARINT)
             return SHOAL_EDECODE;
         bool repeated_len = f.tag == PKT_UPDATES || f.tag == PKT_EVENTS || f.tag == PKT_DIGESTS ||
-                            f.tag == PKT_WANTS;
+                            f.tag == PKT_WANTS || f.tag == PKT_PROOFS;
         if (!repeated_len)
             continue;
         if (f.wt != WT_LEN)
@@ -179,6 +180,8 @@ static int prescan(const uint8_t *buf, size_t len, const char **bad)
             n_digests++;
         } else if (f.tag == PKT_WANTS) {
             n_wants++;
+        } else if (f.tag == PKT_PROOFS) {
+            n_proofs++;
         } else {
             const uint8_t *q = f.data, *qend = f.data + f.len;
             size_t n_tags = 0, n_meta = 0;
@@ -213,6 +216,8 @@ static int prescan(const uint8_t *buf, size_t len, const char **bad)
         *bad = "digests";
     else if (n_wants > SHOAL_REG_MAX_WANTS)
         *bad = "wants";
+    else if (n_proofs > SHOAL_REG_MAX_PROOFS)
+        *bad = "proofs";
     return *bad ? SHOAL_EINVAL : 0;
 }
 
@@ -411,6 +416,8 @@ static const char *event_check(const Shoal__Instance *pb)
         return "event.owner";
     if (!id_ok(pb->id))
         return "event.id";
+    if (pb->sig.len != 0 && pb->sig.len != SHOAL_REG_SIG_BYTES)
+        return "event.sig"; /* absent (refused later, counted) or one signature */
     if (pb->deleted)
         return NULL; /* a tombstone's content is not read */
     /* What the view's narrower types would hide, and the counts it needs. */
@@ -476,6 +483,17 @@ static const char *packet_check(const Shoal__Packet *pkt)
     for (size_t i = 0; i < pkt->n_wants; i++)
         if (!name_ok(pkt->wants[i]))
             return "want";
+    if (pkt->n_proofs > SHOAL_REG_MAX_PROOFS)
+        return "proofs";
+    for (size_t i = 0; i < pkt->n_proofs; i++) {
+        const Shoal__OwnerProof *p = pkt->proofs[i];
+        if (!name_ok(p->owner))
+            return "proof.owner";
+        if (p->root.len != SHOAL_REG_HASH_BYTES)
+            return "proof.root";
+        if (p->sig.len != SHOAL_REG_SIG_BYTES)
+            return "proof.sig";
+    }
     return NULL;
 }
 
@@ -497,6 +515,9 @@ static int event_copy(const Shoal__Instance *pb, struct shoal_instance *in)
     in->generation = pb->generation;
     in->version = pb->version;
     in->deleted = pb->deleted;
+    in->has_sig = pb->sig.len == SHOAL_REG_SIG_BYTES;
+    if (in->has_sig)
+        memcpy(in->sig, pb->sig.data, SHOAL_REG_SIG_BYTES);
     in->id = strdup(pb->id);
     if (!in->id)
         return SHOAL_ENOMEM;
@@ -597,6 +618,22 @@ static int packet_copy(const Shoal__Packet *pkt, struct shoal_reg_msg *out)
             copy_name(out->wants[i], pkt->wants[i]);
         out->n_wants = (uint32_t)pkt->n_wants;
     }
+    if (pkt->n_proofs) {
+        out->proofs = calloc(pkt->n_proofs, sizeof(*out->proofs));
+        if (!out->proofs)
+            return SHOAL_ENOMEM;
+        for (size_t i = 0; i < pkt->n_proofs; i++) {
+            const Shoal__OwnerProof *pp = pkt->proofs[i];
+            struct shoal_reg_proof *p = &out->proofs[i];
+            copy_name(p->owner, pp->owner);
+            p->generation = pp->generation;
+            p->version = pp->version;
+            p->count = pp->count;
+            memcpy(p->root, pp->root.data, SHOAL_REG_HASH_BYTES);
+            memcpy(p->sig, pp->sig.data, SHOAL_REG_SIG_BYTES);
+        }
+        out->n_proofs = (uint32_t)pkt->n_proofs;
+    }
     return 0;
 }
 
@@ -669,7 +706,8 @@ static int encode_check(const struct shoal_reg_msg *m, size_t *n_kv)
     if (m->type < SHOAL_REG_GOSSIP || m->type > SHOAL_REG_SYNC_DATA || !str_terminated(m->from))
         return SHOAL_EINVAL;
     if (m->n_events > SHOAL_REG_MAX_EVENTS || m->n_digests > SHOAL_REG_MAX_DIGESTS ||
-        m->n_wants > SHOAL_REG_MAX_WANTS)
+        m->n_wants > SHOAL_REG_MAX_WANTS || m->n_proofs > SHOAL_REG_MAX_PROOFS ||
+        (m->n_proofs && !m->proofs))
         return SHOAL_EINVAL;
     if ((m->n_events && !m->events) || (m->n_digests && !m->digests) || (m->n_wants && !m->wants))
         return SHOAL_EINVAL;
@@ -701,6 +739,9 @@ static int encode_check(const struct shoal_reg_msg *m, size_t *n_kv)
     for (uint32_t i = 0; i < m->n_wants; i++)
         if (!str_terminated(m->wants[i]))
             return SHOAL_EINVAL;
+    for (uint32_t i = 0; i < m->n_proofs; i++)
+        if (!str_terminated(m->proofs[i].owner))
+            return SHOAL_EINVAL;
     return 0;
 }
 
@@ -728,7 +769,9 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
     size_t o_dig = o_kvp + align_up(n_kv * sizeof(Shoal__KV *));
     size_t o_digp = o_dig + align_up(m->n_digests * sizeof(Shoal__Digest));
     size_t o_want = o_digp + align_up(m->n_digests * sizeof(Shoal__Digest *));
-    size_t total = o_want + align_up(m->n_wants * sizeof(char *));
+    size_t o_pf = o_want + align_up(m->n_wants * sizeof(char *));
+    size_t o_pfp = o_pf + align_up(m->n_proofs * sizeof(Shoal__OwnerProof));
+    size_t total = o_pfp + align_up(m->n_proofs * sizeof(Shoal__OwnerProof *));
 
     alignas(max_align_t) uint8_t stack[ENCODE_STACK];
     uint8_t *block = total <= sizeof(stack) ? stack : malloc(total);
@@ -741,6 +784,8 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
     Shoal__Digest *dig = (Shoal__Digest *)(void *)(block + o_dig);
     Shoal__Digest **digp = (Shoal__Digest **)(void *)(block + o_digp);
     char **wants = (char **)(void *)(block + o_want);
+    Shoal__OwnerProof *pf = (Shoal__OwnerProof *)(void *)(block + o_pf);
+    Shoal__OwnerProof **pfp = (Shoal__OwnerProof **)(void *)(block + o_pfp);
 
     /* Checks (few events have any) in a block of their own. */
     size_t n_ck = 0;
@@ -773,6 +818,11 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
         pb->generation = in->generation;
         pb->version = in->version;
         pb->deleted = in->deleted;
+        if (in->has_sig) {
+            /* protobuf-c never writes through it on pack */
+            pb->sig.data = (uint8_t *)(uintptr_t)in->sig;
+            pb->sig.len = SHOAL_REG_SIG_BYTES;
+        }
         insp[i] = pb;
         if (in->deleted)
             continue; /* a tombstone carries nothing else */
@@ -830,6 +880,22 @@ int shoal_wire_encode_reg(const struct shoal_reg_msg *m, uint8_t *buf, size_t ca
         wants[i] = str_field(m->wants[i]);
     pkt.n_wants = m->n_wants;
     pkt.wants = m->n_wants ? wants : NULL;
+
+    for (uint32_t i = 0; i < m->n_proofs; i++) {
+        const struct shoal_reg_proof *p = &m->proofs[i];
+        shoal__owner_proof__init(&pf[i]);
+        pf[i].owner = str_field(p->owner);
+        pf[i].generation = p->generation;
+        pf[i].version = p->version;
+        pf[i].count = p->count;
+        pf[i].root.data = (uint8_t *)(uintptr_t)p->root; /* never written on pack */
+        pf[i].root.len = SHOAL_REG_HASH_BYTES;
+        pf[i].sig.data = (uint8_t *)(uintptr_t)p->sig;
+        pf[i].sig.len = SHOAL_REG_SIG_BYTES;
+        pfp[i] = &pf[i];
+    }
+    pkt.n_proofs = m->n_proofs;
+    pkt.proofs = m->n_proofs ? pfp : NULL;
 
     size_t need = shoal__packet__get_packed_size(&pkt);
     if (need > cap || need > (size_t)INT32_MAX)

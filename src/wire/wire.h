@@ -103,6 +103,7 @@ struct shoal_reg_msg;
 #define SHOAL_REG_MAX_EVENTS 200000
 #define SHOAL_REG_MAX_DIGESTS 65536
 #define SHOAL_REG_MAX_WANTS 65536
+#define SHOAL_REG_MAX_PROOFS 65536
 
 /* Encodes a registry message (no envelope). A tombstone (deleted) is written
  * as owner, id, generation and version only. Returns the length, or

@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/principal.h"
 #include "core/registry.h"
 #include "core/swim.h"
+#include "wire/statement.h"
 
 #define FUZZ_MAX_DATAGRAM 1400
 #define FUZZ_NODE_LIFETIME 4096
@@ -39,6 +41,7 @@ static struct {
     struct shoal_wire *tx;         /* the node's sealer for what it sends */
     struct shoal_swim *node;
     struct shoal_registry *reg;
+    struct shoal_principals principals; /* peer-1..4: the sender's key */
     uint64_t sender_seq;
     int64_t now_ms;
     unsigned inputs;
@@ -199,7 +202,8 @@ static bool instance_equal(const struct shoal_instance *a, const struct shoal_in
         a->port != b->port || a->n_tags != b->n_tags || a->n_meta != b->n_meta ||
         a->health != b->health || a->ttl_ms != b->ttl_ms || a->registered_ms != b->registered_ms ||
         a->heartbeat_ms != b->heartbeat_ms || a->generation != b->generation ||
-        a->version != b->version || a->deleted != b->deleted)
+        a->version != b->version || a->deleted != b->deleted || a->has_sig != b->has_sig ||
+        (a->has_sig && memcmp(a->sig, b->sig, sizeof(a->sig)) != 0))
         return false;
     for (uint32_t i = 0; i < a->n_tags; i++)
         if (!str_same(a->tags[i], b->tags[i]))
@@ -228,6 +232,11 @@ static bool reg_msg_equal(const struct shoal_reg_msg *a, const struct shoal_reg_
     }
     for (uint32_t i = 0; i < a->n_wants; i++)
         if (strcmp(a->wants[i], b->wants[i]) != 0)
+            return false;
+    if (a->n_proofs != b->n_proofs)
+        return false;
+    for (uint32_t i = 0; i < a->n_proofs; i++)
+        if (memcmp(&a->proofs[i], &b->proofs[i], sizeof(a->proofs[i])) != 0)
             return false;
     return true;
 }
@@ -340,6 +349,73 @@ static void register_own(void)
         die(why ? why : "register cron-1");
 }
 
+/* Owner signatures and proofs, as the agent wires them (io/node.c): the
+ * fuzzed events go through canonical bytes, hashing and verification. */
+static int reg_sign(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES])
+{
+    (void)ud;
+    return shoal_statement_sign_event(ev, F.self_id.sk, sig);
+}
+
+static bool reg_verify(void *ud, const struct shoal_instance *ev, const uint8_t pk[32])
+{
+    (void)ud;
+    return shoal_statement_verify_event(ev, pk);
+}
+
+static void reg_hash(void *ud, const struct shoal_instance *ev, uint8_t out[32])
+{
+    (void)ud;
+    if (shoal_statement_event_hash(ev, out) != 0)
+        die("an event that decoded has no canonical bytes");
+}
+
+static void reg_root(void *ud, const uint8_t (*h)[32], size_t n, uint8_t root[32])
+{
+    (void)ud;
+    shoal_statement_set_root(h, n, root);
+}
+
+static int reg_sign_proof(void *ud, struct shoal_reg_proof *p)
+{
+    (void)ud;
+    shoal_statement_sign_proof(p, F.self_id.sk);
+    return 0;
+}
+
+static bool reg_verify_proof(void *ud, const struct shoal_reg_proof *p, const uint8_t pk[32])
+{
+    (void)ud;
+    return shoal_statement_verify_proof(p, pk);
+}
+
+/* peer-1..peer-4 speak with the sender's key (the seeds sign as them);
+ * peer-2 may register only web* services. */
+static void setup_principals(void)
+{
+    shoal_principals_init(&F.principals, 16);
+    for (int i = 1; i <= 4; i++) {
+        struct shoal_principal p;
+        memset(&p, 0, sizeof(p));
+        snprintf(p.name, sizeof(p.name), "peer-%d", i);
+        memcpy(p.pk, F.sender.pk, sizeof(p.pk));
+        p.not_after = UINT64_MAX;
+        if (i == 2) {
+            snprintf(p.scopes[0], sizeof(p.scopes[0]), "web*");
+            p.n_scopes = 1;
+        }
+        if (shoal_principals_put(&F.principals, &p, false) != 0)
+            die("principals");
+    }
+    struct shoal_principal self;
+    memset(&self, 0, sizeof(self));
+    snprintf(self.name, sizeof(self.name), "%s", FUZZ_SELF_NAME);
+    memcpy(self.pk, F.self_id.pk, sizeof(self.pk));
+    self.not_after = UINT64_MAX;
+    if (shoal_principals_put(&F.principals, &self, false) != 0)
+        die("principals");
+}
+
 /* ---- state ------------------------------------------------------------- */
 
 static void setup(void)
@@ -373,6 +449,14 @@ static void setup(void)
     rc.max_datagram = FUZZ_MAX_DATAGRAM;
     rc.send = on_reg_send;
     rc.peers = on_reg_peers;
+    setup_principals();
+    rc.principals = &F.principals;
+    rc.sign = reg_sign;
+    rc.verify = reg_verify;
+    rc.event_hash = reg_hash;
+    rc.set_root = reg_root;
+    rc.sign_proof = reg_sign_proof;
+    rc.verify_proof = reg_verify_proof;
     F.reg = shoal_registry_new(&rc, &err);
     if (!F.reg)
         die("shoal_registry_new");
@@ -386,12 +470,18 @@ static void setup(void)
     F.ready = true;
 }
 
+const struct shoal_registry *fuzz_registry(void)
+{
+    return F.ready ? F.reg : NULL;
+}
+
 void fuzz_reset(void)
 {
     if (!F.ready)
         return;
     shoal_swim_free(F.node);
     shoal_registry_free(F.reg);
+    shoal_principals_close(&F.principals);
     shoal_wire_free(F.rx);
     shoal_wire_free(F.tx);
     memset(&F, 0, sizeof(F));

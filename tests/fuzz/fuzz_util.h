@@ -39,6 +39,8 @@ enum fuzz_outcome fuzz_one(const uint8_t *data, size_t size);
 
 /* Forgets the node and the receiver, so the next input starts fresh. */
 void fuzz_reset(void);
+/* The registry under test (NULL before the first input). */
+const struct shoal_registry *fuzz_registry(void);
 
 /* The fixed test cluster key and the fixed, endorsed sender identity. */
 void fuzz_cluster_key(struct shoal_cluster_key *k);

@@ -17,6 +17,7 @@
 #include "core/registry.h"
 #include "core/swim.h"
 #include "fuzz_util.h"
+#include "wire/statement.h"
 
 #define MAXDG 1400
 #define PEER_ADDR "127.0.0.1:7950"
@@ -197,6 +198,40 @@ static void add_digest(struct shoal_reg_msg *m, const char *owner, uint64_t gen,
     d->count = count;
 }
 
+static void sign_event(struct shoal_instance *in, const struct shoal_identity *id)
+{
+    if (shoal_statement_sign_event(in, id->sk, in->sig) != 0) {
+        fprintf(stderr, "gen_corpus: cannot sign an event\n");
+        exit(1);
+    }
+    in->has_sig = true;
+}
+
+static int by_hash(const void *a, const void *b)
+{
+    return memcmp(a, b, SHOAL_REG_HASH_BYTES);
+}
+
+/* A proof by id over every event of m (all of one owner). */
+static void proof_over(const struct shoal_reg_msg *m, const char *owner,
+                       const struct shoal_identity *id, struct shoal_reg_proof *p)
+{
+    uint8_t h[8][SHOAL_REG_HASH_BYTES];
+    memset(p, 0, sizeof(*p));
+    name_set(p->owner, owner);
+    for (uint32_t i = 0; i < m->n_events; i++) {
+        if (shoal_statement_event_hash(&m->events[i], h[i]) != 0)
+            exit(1);
+        if (m->events[i].version > p->version)
+            p->version = m->events[i].version;
+        p->generation = m->events[i].generation;
+    }
+    p->count = m->n_events;
+    qsort(h, m->n_events, SHOAL_REG_HASH_BYTES, by_hash);
+    shoal_statement_set_root((const uint8_t(*)[SHOAL_REG_HASH_BYTES])h, m->n_events, p->root);
+    shoal_statement_sign_proof(p, id->sk);
+}
+
 /* Payload-mode input carrying a registry message, by datagram or stream. */
 static void reg_payload(const char *name, uint8_t clock, bool stream, const struct shoal_reg_msg *m)
 {
@@ -259,6 +294,31 @@ static void registry_seeds(void)
     big->meta = big_meta;
     add_tombstone(&m, "peer-4", "db-0", 1);
     reg_payload("pl-reg-sync-data-stream", 3, true, &m);
+
+    /* Owner signatures (fuzz_util.c binds peer-1..4 to the sender's key;
+     * peer-2 may register web* only): a valid event, one out of its
+     * owner's scope, one with a wrong signature. */
+    struct shoal_identity sender;
+    fuzz_sender_identity(&sender);
+    reg_init(&m, SHOAL_REG_GOSSIP, false);
+    sign_event(add_event(&m, "peer-1", "web-7", "web", 8087, 70), &sender);
+    sign_event(add_event(&m, "peer-2", "pay-1", "payments", 443, 72), &sender);
+    struct shoal_instance *forged = add_event(&m, "peer-3", "web-8", "web", 8088, 71);
+    sign_event(forged, &sender);
+    forged->sig[0] ^= 1; /* last: a forgery ends its message */
+    reg_payload("pl-reg-gossip-signed", 4, false, &m);
+
+    /* Anti-entropy with an owner proof over peer-4's whole set. */
+    static struct shoal_reg_proof proof;
+    reg_init(&m, SHOAL_REG_SYNC_DATA, true);
+    sign_event(add_event(&m, "peer-4", "db-1", "db", 5432, 80), &sender);
+    sign_event(add_event(&m, "peer-4", "db-2", "db", 5433, 81), &sender);
+    struct shoal_instance *t = add_tombstone(&m, "peer-4", "db-0", 82);
+    sign_event(t, &sender);
+    proof_over(&m, "peer-4", &sender, &proof);
+    m.proofs = &proof;
+    m.n_proofs = 1;
+    reg_payload("pl-reg-sync-data-proof-stream", 5, true, &m);
 
     /* Drops: a bad owner, anti-entropy by datagram, a bad health on a stream. */
     reg_init(&m, SHOAL_REG_GOSSIP, false);

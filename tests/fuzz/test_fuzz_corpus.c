@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <stdint.h>
 
+#include "core/registry.h"
 #include "fuzz_util.h"
 #include "test.h"
 
@@ -113,6 +114,38 @@ TEST(corpus_each_file_alone, "each corpus file replays the same way alone on a f
             CHECKF(r1 == (want_drop ? FUZZ_DROPPED : FUZZ_DELIVERED), "%s: outcome %d",
                    c.names[i], r1);
     }
+    fuzz_reset();
+}
+
+static size_t find_input(const struct corpus *c, const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->names[i], name) == 0)
+            return i;
+    CHECKF(0, "corpus file %s missing", name);
+    return 0;
+}
+
+TEST(corpus_signed_events, "signed seeds: a valid event applies, a forgery and an out-of-scope one "
+                           "are refused, a proof admits its owner's set")
+{
+    static struct corpus c;
+    static uint8_t buf[CORPUS_INPUT_MAX];
+    corpus_load(&c);
+    fuzz_reset();
+    size_t n = read_input(&c, find_input(&c, "pl-reg-gossip-signed"), buf);
+    CHECK_EQ(fuzz_one(buf, n), FUZZ_DELIVERED);
+    const struct shoal_registry_stats *st = shoal_registry_stats(fuzz_registry());
+    CHECK_EQ(st->events_applied - 2, 1); /* 2: the node's own instances */
+    CHECK_EQ(st->refused[SHOAL_REG_REFUSE_BAD_SIGNATURE], 1);
+    CHECK_EQ(st->refused[SHOAL_REG_REFUSE_OUT_OF_SCOPE], 1);
+    fuzz_reset();
+    n = read_input(&c, find_input(&c, "pl-reg-sync-data-proof-stream"), buf);
+    CHECK_EQ(fuzz_one(buf, n), FUZZ_DELIVERED);
+    st = shoal_registry_stats(fuzz_registry());
+    CHECK_EQ(st->proofs_verified, 1);
+    CHECK_EQ(st->events_by_proof, 3);
+    CHECK_EQ(st->events_applied - 2, 3);
     fuzz_reset();
 }
 

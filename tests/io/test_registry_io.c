@@ -55,6 +55,29 @@ static void tnode_changed(void *ud)
         shoal_api_registry_changed(t->api);
 }
 
+/* One identity per node name, as an agent keeps its key in its data dir:
+ * a node restarted under the same name keeps its key (peers bind a name to
+ * the key they first saw it with: io/node.c, node_interim_principal). */
+static void identity_for(const char *name, struct shoal_identity *out)
+{
+    static struct {
+        char name[SHOAL_NAME_MAX];
+        struct shoal_identity id;
+    } known[64];
+    static size_t n_known;
+    for (size_t i = 0; i < n_known; i++) {
+        if (strcmp(known[i].name, name) == 0) {
+            *out = known[i].id;
+            return;
+        }
+    }
+    shoal_identity_generate(out);
+    if (n_known < 64) {
+        snprintf(known[n_known].name, SHOAL_NAME_MAX, "%s", name);
+        known[n_known++].id = *out;
+    }
+}
+
 /* Fast protocol constants: probe 100 ms, gossip 20 ms. */
 static void fast_config(struct shoal_node_config *c, const char *name, uint64_t seed,
                         uint32_t sync_ms)
@@ -75,8 +98,8 @@ static void fast_config(struct shoal_node_config *c, const char *name, uint64_t 
     c->registry.sync_interval_ms = sync_ms;
     CHECK(shoal_addr_parse("127.0.0.1:1", &c->bind) == 0);
     c->bind.port = 0; /* any free port; UDP and TCP share it */
-    shoal_identity_generate(&c->identity);
-    c->seq_start = 1;
+    identity_for(name, &c->identity);
+    c->seq_start = (uint64_t)shoal_node_clock_ms() * 1000; /* grows across restarts */
 }
 
 static struct shoal_node *start_tnode(struct ev_loop *loop, struct tnode *t, const char *name,

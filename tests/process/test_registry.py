@@ -17,7 +17,6 @@ the generous deadlines of harness.wait_until.
 Run: /usr/bin/python3 test_registry.py --shoal build/shoal [-k NAME] [--keep]
 """
 
-import base64
 import json
 import os
 import queue
@@ -32,8 +31,8 @@ import time
 sys.dont_write_bytecode = True  # keep tests/process/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import ed25519  # noqa: E402
 import harness  # noqa: E402
+from regwire import Injector, pb_instance  # noqa: E402
 from harness import (DEADLINE, FAST, check, fail, hostport, http_request, run_tests,  # noqa: E402
                      test, wait_until)
 
@@ -269,84 +268,7 @@ def register_args(iid, service, port, tags=(), meta=(), ttl=None, address="127.0
 # ---------------------------------------------------------------- forged datagrams
 # A test identity endorsed by the test's own cluster key sends registry
 # gossip (Packet type 8) straight to agents: the way to deliver an old event
-# late (the envelope is the one test_membership.py checks: docs/interfaces.md).
-
-def pb_varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def pb_uint(field, v):
-    return pb_varint(field << 3) + pb_varint(v) if v else b""
-
-
-def pb_bytes(field, b):
-    if isinstance(b, str):
-        b = b.encode()
-    return pb_varint(field << 3 | 2) + pb_varint(len(b)) + b
-
-
-def pb_instance(i):
-    """Packet.events entry from an API-style dict (+ registered_ms, deleted)."""
-    out = (pb_bytes(1, i["owner"]) + pb_bytes(2, i["id"]) + pb_bytes(3, i["service"]) +
-           pb_bytes(4, i["address"]) + pb_uint(5, i["port"]))
-    for t in i.get("tags", []):
-        out += pb_bytes(6, t)
-    for k, v in sorted(i.get("meta", {}).items()):
-        out += pb_bytes(7, pb_bytes(1, k) + pb_bytes(2, v))
-    out += (pb_uint(8, {"passing": 0, "warning": 1, "critical": 2}[i.get("status", "passing")]) +
-            pb_uint(9, i.get("ttl_ms", 0)) + pb_uint(10, i.get("registered_ms", 1)) +
-            pb_uint(12, i["generation"]) + pb_uint(13, i["version"]) +
-            pb_uint(14, 1 if i.get("deleted") else 0))
-    return out
-
-
-def read_key_seed(path):
-    """The 32-byte seed in a cluster key file (a base64 or hex word)."""
-    with open(path, "rb") as f:
-        text = f.read().decode(errors="replace")
-    for word in text.split():
-        for dec in (lambda w: base64.b64decode(w, validate=True), bytes.fromhex):
-            try:
-                b = dec(word)
-            except ValueError:
-                continue
-            if len(b) in (32, 64):
-                return b[:32]
-    return None
-
-
-class Injector:
-    """Sends signed registry gossip as an endorsed identity "ghost"."""
-
-    def __init__(self, h):
-        cseed = read_key_seed(h.key)
-        check(cseed is not None, "cannot read the seed of cluster key %s" % h.key)
-        self.seed = bytes(h.rng.getrandbits(8) for _ in range(32))
-        pk = ed25519.public_key(self.seed)
-        self.hdr = b"SH\x01\x01" + pk + ed25519.sign(cseed, b"shoal-cert-v1" + pk)
-        self.seq = 1
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-
-    def gossip(self, agent, events):
-        payload = pb_uint(1, 8) + pb_bytes(4, "ghost") + b"".join(
-            pb_bytes(8, pb_instance(e)) for e in events)
-        hdr = self.hdr + self.seq.to_bytes(8, "big")
-        self.seq += 1
-        self.sock.sendto(hdr + ed25519.sign(self.seed, hdr + payload) + payload,
-                         hostport(agent.addr))
-
-    def close(self):
-        self.sock.close()
-
+# late (tests/process/regwire.py).
 
 # ---------------------------------------------------------------- (1) register
 
@@ -475,21 +397,22 @@ def t_deregister(h):
     ids_now(h, nodes, "dr", ["d-2"], "d-1 still gone after anti-entropy")
 
     # An old event delivered late (d-1 live at its old version, and the
-    # tombstone again) changes nothing. A fresh instance of an owner "zz"
-    # rides in the same datagram to show that the datagram was applied.
+    # tombstone again; unsigned, as a relay cannot sign for n1) changes
+    # nothing. A fresh instance of the sender's own, signed by it, rides in
+    # the same datagram to show that the datagram was applied.
     d1_live = {"owner": "n1", "id": "d-1", "service": "dr", "address": "127.0.0.1",
                "port": 7001, "generation": n1.info()["generation"], "version": v1}
     d1_tomb = dict(d1_live, version=v_tomb, deleted=True)
     inj = Injector(h)
     try:
         for k, a in enumerate(nodes):
-            probe = {"owner": "zz", "id": "probe-%d" % k, "service": "drprobe",
+            probe = {"owner": "ghost", "id": "probe-%d" % k, "service": "drprobe",
                      "address": "127.0.0.1", "port": 1, "generation": 1, "version": 1}
-            inj.gossip(a, [d1_tomb, d1_live, probe])
+            inj.gossip_raw(a, [pb_instance(d1_tomb), pb_instance(d1_live), inj.own(probe)])
         wait_instances(h, nodes, "drprobe",
                        lambda o, insts: "probe-%d" % nodes.index(o) in ids(insts),
                        "the forged datagram (old d-1, its tombstone, a probe) to be applied "
-                       "(probe-K of owner zz listed with all=1)", timeout=15)
+                       "(probe-K of owner ghost listed with all=1)", timeout=15)
     finally:
         inj.close()
     ids_now(h, nodes, "dr", ["d-2"], "d-1 still gone after its old event came again")

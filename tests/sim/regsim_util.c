@@ -22,8 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/principal.h"
 #include "core/rng.h"
 #include "shoal/error.h"
+#include "wire/statement.h"
 #include "wire/wire.h"
 
 #define RS_NEVER INT64_MAX
@@ -134,6 +136,10 @@ struct regsim {
     uint8_t *scratch;
     const struct shoal_instance **qbuf;
     size_t qcap;
+
+    /* Authority (regsim_enable_authority): one key per node, one table. */
+    struct shoal_identity *ids;
+    struct shoal_principals principals;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -796,6 +802,11 @@ void regsim_free(struct regsim *rs)
     free(rs->nodes);
     free(rs->block);
     free(rs->scratch);
+    if (rs->ids) {
+        explicit_bzero(rs->ids, rs->n * sizeof(*rs->ids));
+        free(rs->ids);
+        shoal_principals_close(&rs->principals);
+    }
     free(rs->qbuf);
     free(rs);
 }
@@ -852,6 +863,124 @@ void regsim_heal(struct regsim *rs)
 {
     sim_heal(rs->sim);
     memset(rs->block, 0, rs->n * rs->n);
+}
+
+/* ---- authority ----------------------------------------------------------- */
+
+static int rs_sign(void *ud, const struct shoal_instance *ev, uint8_t sig[SHOAL_REG_SIG_BYTES])
+{
+    struct rs_node *nd = ud;
+    return shoal_statement_sign_event(ev, nd->rs->ids[nd->index].sk, sig);
+}
+
+static bool rs_verify(void *ud, const struct shoal_instance *ev, const uint8_t pk[32])
+{
+    (void)ud;
+    return shoal_statement_verify_event(ev, pk);
+}
+
+static void rs_hash(void *ud, const struct shoal_instance *ev, uint8_t out[32])
+{
+    (void)ud;
+    if (shoal_statement_event_hash(ev, out) != 0)
+        memset(out, 0, 32);
+}
+
+static void rs_root(void *ud, const uint8_t (*h)[32], size_t n, uint8_t root[32])
+{
+    (void)ud;
+    shoal_statement_set_root(h, n, root);
+}
+
+static int rs_sign_proof(void *ud, struct shoal_reg_proof *p)
+{
+    struct rs_node *nd = ud;
+    shoal_statement_sign_proof(p, nd->rs->ids[nd->index].sk);
+    return 0;
+}
+
+static bool rs_verify_proof(void *ud, const struct shoal_reg_proof *p, const uint8_t pk[32])
+{
+    (void)ud;
+    return shoal_statement_verify_proof(p, pk);
+}
+
+int regsim_enable_authority(struct regsim *rs)
+{
+    if (rs->ids)
+        return SHOAL_ESTATE;
+    rs->ids = rs_xrealloc(NULL, rs->n * sizeof(*rs->ids), "identities");
+    shoal_principals_init(&rs->principals, 0);
+    for (size_t i = 0; i < rs->n; i++) {
+        struct shoal_principal p;
+        shoal_identity_generate(&rs->ids[i]);
+        memset(&p, 0, sizeof(p));
+        memcpy(p.name, rs->nodes[i].name, sizeof(p.name));
+        memcpy(p.pk, rs->ids[i].pk, sizeof(p.pk));
+        p.not_after = UINT64_MAX;
+        if (shoal_principals_put(&rs->principals, &p, false) != 0)
+            return SHOAL_ENOMEM;
+    }
+    rs->base.principals = &rs->principals;
+    rs->base.sign = rs_sign;
+    rs->base.verify = rs_verify;
+    rs->base.event_hash = rs_hash;
+    rs->base.set_root = rs_root;
+    rs->base.sign_proof = rs_sign_proof;
+    rs->base.verify_proof = rs_verify_proof;
+    return 0;
+}
+
+int regsim_set_scope(struct regsim *rs, size_t i, const char *pattern)
+{
+    const struct shoal_principal *old = shoal_principals_get(&rs->principals, rs->nodes[i].name);
+    if (!old)
+        return SHOAL_ENOENT;
+    struct shoal_principal p = *old;
+    snprintf(p.scopes[0], sizeof(p.scopes[0]), "%s", pattern);
+    p.n_scopes = 1;
+    if (shoal_scope_check(p.scopes[0]) != 0)
+        return SHOAL_EINVAL;
+    return shoal_principals_put(&rs->principals, &p, false);
+}
+
+int regsim_sign_as(struct regsim *rs, size_t i, struct shoal_instance *ev)
+{
+    if (!rs->ids)
+        return SHOAL_ESTATE;
+    int rc = shoal_statement_sign_event(ev, rs->ids[i].sk, ev->sig);
+    ev->has_sig = rc == 0;
+    return rc;
+}
+
+const char *regsim_name(const struct regsim *rs, size_t i)
+{
+    return rs->nodes[i].name;
+}
+
+int regsim_inject(struct regsim *rs, size_t from, size_t to, const struct shoal_instance *evs,
+                  uint32_t n)
+{
+    struct shoal_reg_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = SHOAL_REG_GOSSIP;
+    memcpy(m.from, rs->nodes[from].name, sizeof(m.from));
+    m.events = (struct shoal_instance *)(uintptr_t)evs;
+    m.n_events = n;
+    int len = shoal_wire_encode_reg(&m, rs->scratch, rs->nodes[from].max_dgram_payload
+                                                         ? rs->nodes[from].max_dgram_payload
+                                                         : 1228);
+    if (len < 0)
+        return len;
+    uint8_t *buf = rs_xrealloc(NULL, (size_t)len, "message");
+    memcpy(buf, rs->scratch, (size_t)len);
+    rs->stats.dgrams_sent++;
+    rs_push(rs, (struct rs_item){.at = rs->now + rs_latency(rs),
+                                 .buf = buf,
+                                 .len = (uint32_t)len,
+                                 .src = (int32_t)from,
+                                 .dst = (int32_t)to});
+    return 0;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -911,6 +1040,13 @@ static void rs_stats_add(struct shoal_registry_stats *sum, const struct shoal_re
     sum->tombstones_collected += t->tombstones_collected;
     sum->reaped += t->reaped;
     sum->generation_wipes += t->generation_wipes;
+    for (int k = 0; k < SHOAL_REG_REFUSE_COUNT; k++)
+        sum->refused[k] += t->refused[k];
+    sum->sig_verified += t->sig_verified;
+    sum->proofs_sent += t->proofs_sent;
+    sum->proofs_verified += t->proofs_verified;
+    sum->proofs_failed += t->proofs_failed;
+    sum->events_by_proof += t->events_by_proof;
     sum->floor_refusals += t->floor_refusals;
     sum->owner_syncs += t->owner_syncs;
     sum->verified += t->verified;

@@ -131,6 +131,23 @@ const struct regsim_oracle_stats *regsim_oracle_stats(const struct regsim *rs);
  * why names the first. */
 size_t regsim_stale_held(const struct regsim *rs, char *why, size_t len);
 
+/* ---- authority (core/regauth.h) ---- */
+
+/* Gives every node an Ed25519 key and every registry the same principal
+ * table (every node's name bound to its key, no scope) and the owner
+ * signature callbacks of node.c. Call before starting any node. */
+int regsim_enable_authority(struct regsim *rs);
+/* Node i's principal gets the scope pattern (e.g. "web*"). */
+int regsim_set_scope(struct regsim *rs, size_t i, const char *pattern);
+/* Signs ev with node i's key (what node i says; a forgery if ev is not
+ * i's own). */
+int regsim_sign_as(struct regsim *rs, size_t i, struct shoal_instance *ev);
+const char *regsim_name(const struct regsim *rs, size_t i);
+/* Sends one gossip datagram of events from node `from` to node `to` on the
+ * registry network (latency applies): a liar's tool. 0 or SHOAL_E*. */
+int regsim_inject(struct regsim *rs, size_t from, size_t to, const struct shoal_instance *evs,
+                  uint32_t n);
+
 /* ---- convergence ---- */
 
 /* Node i's replica is exactly the union of every running owner's own live

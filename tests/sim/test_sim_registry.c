@@ -923,3 +923,109 @@ TEST_T(determinism, "the same seed replays the same registry run, another seed a
            (unsigned long long)b);
     SCHECK(a != c, "seed and seed+1 gave the same trace %016llx", (unsigned long long)a);
 }
+
+/* ---- 7. a liar among 200 ------------------------------------------------- */
+
+#define LIAR_N 200
+#define LIAR 7
+#define VICTIM 3
+
+/* One event of owner `owner`, generation gen, version v (a tombstone if
+ * service is NULL), in s's storage. */
+static void liar_event(struct spec *s, const char *owner, const char *id, const char *service,
+                       uint64_t gen, uint64_t v)
+{
+    spec_make(s, "x", 0, 0, 0, 0);
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    snprintf(s->in.owner, sizeof(s->in.owner), "%s", owner);
+    if (service)
+        snprintf(s->service, sizeof(s->service), "%s", service);
+    s->in.deleted = service == NULL;
+    s->in.generation = gen;
+    s->in.version = v;
+}
+
+TEST_T(liar_200,
+       "a liar among 200 nodes with owner signatures changes nothing but its own entries", 600)
+{
+    TEST_SEED(g_seed, 1701);
+    struct regsim *rs = new_regsim(g_seed, LIAR_N);
+    SCHECK(regsim_enable_authority(rs) == 0, "enable authority");
+    SCHECK(regsim_set_scope(rs, LIAR, "liar-*") == 0, "liar scope");
+    join_all(rs, LIAR_N, 20, "liar: join");
+    for (size_t i = 0; i < LIAR_N; i++) {
+        struct spec s;
+        spec_make(&s, "a", (uint32_t)i, (uint32_t)i % 5, 0, 0);
+        if (i == LIAR)
+            snprintf(s.service, sizeof(s.service), "liar-svc");
+        const char *why = NULL;
+        int rc = regsim_register(rs, i, &s.in, &why);
+        SCHECK(rc == 0, "register a%zu: %s", i, why ? why : shoal_strerror(rc));
+    }
+    /* The liar cannot register outside its scope, through its own API. */
+    struct spec pay;
+    spec_make(&pay, "pay", 1, 0, 0, 0);
+    snprintf(pay.service, sizeof(pay.service), "payments");
+    const char *why = NULL;
+    SCHECK(regsim_register(rs, LIAR, &pay.in, &why) == SHOAL_EPERM, "liar registered payments");
+    wait_converged(rs, "liar: before");
+    check_converged(rs, "liar: before");
+
+    /* Every other node gets, one datagram each: a tombstone at 2^62 for the
+     * victim's instance, an instance in the victim's name and a generation
+     * of 2^64-1 for it (all signed with the liar's own key), the tombstone
+     * unsigned, an instance of an owner nobody knows, and an event in the
+     * liar's own name outside its scope (its signature is valid). */
+    char victim_id[32];
+    snprintf(victim_id, sizeof(victim_id), "a%d", VICTIM);
+    const char *victim = regsim_name(rs, VICTIM);
+    const char *liar = regsim_name(rs, LIAR);
+    struct shoal_registry_stats before, after;
+    regsim_registry_stats(rs, &before);
+    static struct spec ev[6];
+    liar_event(&ev[0], victim, victim_id, NULL, 1, 1ull << 62);
+    liar_event(&ev[1], victim, "fake-1", "svc-1", 1, 1000);
+    liar_event(&ev[2], victim, victim_id, "svc-3", UINT64_MAX, 1);
+    liar_event(&ev[3], victim, victim_id, NULL, 1, 1ull << 62);
+    liar_event(&ev[4], "ghost-1", "g-1", "svc-1", 1, 1);
+    liar_event(&ev[5], liar, "pay-2", "payments", 1, 1000);
+    for (int k = 0; k < 6; k++)
+        if (k != 3)
+            SCHECK(regsim_sign_as(rs, LIAR, &ev[k].in) == 0, "sign");
+    for (size_t t = 0; t < LIAR_N; t++)
+        for (int k = 0; t != LIAR && k < 6; k++)
+            SCHECK(regsim_inject(rs, LIAR, t, &ev[k].in, 1) == 0, "inject %d to n%zu", k, t);
+    regsim_run_for(rs, 5000);
+    regsim_registry_stats(rs, &after);
+    uint64_t d[SHOAL_REG_REFUSE_COUNT];
+    for (int k = 0; k < SHOAL_REG_REFUSE_COUNT; k++)
+        d[k] = after.refused[k] - before.refused[k];
+    /* The victim takes nothing in its own name from others (stale). */
+    size_t others = LIAR_N - 2;
+    fprintf(stderr,
+            "  liar: refused bad_signature %llu, unsigned %llu, unknown_owner %llu, "
+            "out_of_scope %llu over %zu nodes\n",
+            (unsigned long long)d[SHOAL_REG_REFUSE_BAD_SIGNATURE],
+            (unsigned long long)d[SHOAL_REG_REFUSE_UNSIGNED],
+            (unsigned long long)d[SHOAL_REG_REFUSE_UNKNOWN_OWNER],
+            (unsigned long long)d[SHOAL_REG_REFUSE_OUT_OF_SCOPE], (size_t)LIAR_N - 1);
+    SCHECK(d[SHOAL_REG_REFUSE_BAD_SIGNATURE] == 3 * others, "bad_signature %llu, want %zu",
+           (unsigned long long)d[SHOAL_REG_REFUSE_BAD_SIGNATURE], 3 * others);
+    SCHECK(d[SHOAL_REG_REFUSE_UNSIGNED] == others, "unsigned %llu",
+           (unsigned long long)d[SHOAL_REG_REFUSE_UNSIGNED]);
+    SCHECK(d[SHOAL_REG_REFUSE_UNKNOWN_OWNER] >= LIAR_N - 1, "unknown_owner %llu",
+           (unsigned long long)d[SHOAL_REG_REFUSE_UNKNOWN_OWNER]);
+    SCHECK(d[SHOAL_REG_REFUSE_OUT_OF_SCOPE] == LIAR_N - 1, "out_of_scope %llu",
+           (unsigned long long)d[SHOAL_REG_REFUSE_OUT_OF_SCOPE]);
+    /* Every replica is still exactly the owners' own instances. */
+    check_converged(rs, "liar: after the lies");
+
+    /* The victim's later registrations arrive everywhere. */
+    struct spec later;
+    spec_make(&later, "later", VICTIM, 2, 1, 0);
+    SCHECK(regsim_register(rs, VICTIM, &later.in, &why) == 0, "victim registers later");
+    wait_converged(rs, "liar: the victim's later registration");
+    check_converged(rs, "liar: end");
+    check_clean(rs, "liar");
+    regsim_free(rs);
+}
