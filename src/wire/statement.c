@@ -21,6 +21,8 @@ struct canon {
 
 static void put(struct canon *c, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* p may be NULL (a check with no output yet): memcpy(_, NULL, 0) is UB */
     if (c->len <= c->cap && n <= c->cap - c->len)
         memcpy(c->buf + c->len, p, n);
     c->len += n;

@@ -640,4 +640,32 @@ TEST(canonical_bytes, "canonical bytes: fixed layout, every field covered")
     CHECK(shoal_statement_verify_event(&ev, id.pk));
 }
 
+TEST(check_without_output, "an event whose check has no output yet signs and verifies (no NULL memcpy)")
+{
+    /* Found by UBSan in the process tests: a check that has not run yet has
+     * output == NULL, and the canonical bytes passed it to memcpy with n = 0. */
+    struct shoal_instance ev;
+    owner_event(&ev, "a", "i", "s", 2, 3);
+    struct shoal_check k;
+    memset(&k, 0, sizeof k);
+    k.kind = 1;
+    k.target = "127.0.0.1:1";
+    k.interval_ms = 1000;
+    k.timeout_ms = 500;
+    k.output = NULL;
+    ev.checks = &k;
+    ev.n_checks = 1;
+    struct shoal_identity id;
+    shoal_identity_generate(&id);
+    CHECK(shoal_statement_sign_event(&ev, id.sk, ev.sig) == 0);
+    ev.has_sig = true;
+    CHECK(shoal_statement_verify_event(&ev, id.pk));
+    k.output = "";
+    CHECK(shoal_statement_verify_event(&ev, id.pk)); /* NULL and "" are the same bytes */
+    k.output = "x";
+    CHECK(!shoal_statement_verify_event(&ev, id.pk));
+    ev.checks = NULL;
+    ev.n_checks = 0;
+}
+
 TEST_MAIN()
