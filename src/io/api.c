@@ -60,8 +60,7 @@ static void echo_safe(char *out, size_t outlen, const char *s)
     out[n] = 0;
 }
 
-/* Dumps v (and releases it) into resp with the given status. */
-static void reply_json(struct shoal_http_resp *resp, int status, json_t *v)
+void shoal_api_reply_json(struct shoal_http_resp *resp, int status, json_t *v)
 {
     resp->status = status;
     resp->content_type = "application/json";
@@ -82,7 +81,7 @@ static void reply_error(struct shoal_http_resp *resp, int status, const char *fm
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    reply_json(resp, status, json_pack("{s:s}", "error", msg));
+    shoal_api_reply_json(resp, status, json_pack("{s:s}", "error", msg));
 }
 
 static int cmp_member_name(const void *a, const void *b)
@@ -118,7 +117,7 @@ static void api_members(struct shoal_api *api, uint64_t conn_id, const struct sh
                                              "generation", (json_int_t)all[i].generation));
     }
     free(all);
-    reply_json(resp, 200, json_pack("{s:o}", "members", arr));
+    shoal_api_reply_json(resp, 200, json_pack("{s:o}", "members", arr));
 }
 
 struct api_counter {
@@ -276,7 +275,7 @@ static void api_info(struct shoal_api *api, uint64_t conn_id, const struct shoal
     json_object_set_new(v, "joining", json_boolean(shoal_swim_joining(s)));
     json_object_set_new(v, "cluster_key", json_boolean(shoal_node_has_cluster_key(api->node)));
     json_object_set_new(v, "registry", registry_info(api));
-    reply_json(resp, 200, v);
+    shoal_api_reply_json(resp, 200, v);
 }
 
 static const char join_usage[] =
@@ -419,7 +418,7 @@ static void api_join(struct shoal_api *api, uint64_t conn_id, const struct shoal
     if (w->wait)
         resp->deferred = true;
     else
-        reply_json(resp, 200, json_pack("{s:I}", "joining", (json_int_t)n));
+        shoal_api_reply_json(resp, 200, json_pack("{s:I}", "joining", (json_int_t)n));
 out:
     free(seeds);
     json_decref(body);
@@ -433,7 +432,7 @@ static void api_leave(struct shoal_api *api, uint64_t conn_id, const struct shoa
         api->leave(api->ud);
     else
         shoal_node_leave(api->node);
-    reply_json(resp, 200, json_pack("{s:b}", "leaving", 1));
+    shoal_api_reply_json(resp, 200, json_pack("{s:b}", "leaving", 1));
 }
 
 /* ------------------------------------------------------------ registry */
@@ -715,7 +714,7 @@ static void api_register(struct shoal_api *api, uint64_t conn_id, const struct s
     const struct shoal_instance *in = shoal_registry_own_get(shoal_node_registry(api->node), spec.id);
     shoal_log_info("api", "registered %s (%s %s:%u)", spec.id, spec.service, spec.address,
                    spec.port);
-    reply_json(resp, 200,
+    shoal_api_reply_json(resp, 200,
                json_pack("{s:s, s:I}", "registered", spec.id, "version",
                          (json_int_t)(in ? in->version : 0)));
     reply_durable(api, conn_id, resp, "registered", spec.id);
@@ -762,7 +761,7 @@ static void api_deregister(struct shoal_api *api, uint64_t conn_id,
     }
     shoal_svcset_forget(api->svc, id);
     shoal_log_info("api", "deregistered %s", id);
-    reply_json(resp, 200, json_pack("{s:s}", "deregistered", id));
+    shoal_api_reply_json(resp, 200, json_pack("{s:s}", "deregistered", id));
     reply_durable(api, conn_id, resp, "deregistered", id);
 }
 
@@ -789,7 +788,7 @@ static void api_heartbeat(struct shoal_api *api, uint64_t conn_id, const struct 
         return;
     }
     const struct shoal_instance *in = shoal_registry_own_get(shoal_node_registry(api->node), id);
-    reply_json(resp, 200,
+    shoal_api_reply_json(resp, 200,
                json_pack("{s:s, s:s}", "heartbeat", id, "status",
                          shoal_health_name(in ? in->health : SHOAL_PASSING)));
     reply_durable(api, conn_id, resp, "heartbeat for", id);
@@ -815,7 +814,7 @@ static void api_services(struct shoal_api *api, uint64_t conn_id, const struct s
                               json_pack("{s:s, s:I, s:I}", "name", v[i].name, "passing",
                                         (json_int_t)v[i].passing, "total", (json_int_t)v[i].total));
     free(v);
-    reply_json(resp, 200, json_pack("{s:o}", "services", arr));
+    shoal_api_reply_json(resp, 200, json_pack("{s:o}", "services", arr));
 }
 
 static void api_registry(struct shoal_api *api, uint64_t conn_id, const struct shoal_http_req *req,
@@ -844,7 +843,7 @@ static void api_registry(struct shoal_api *api, uint64_t conn_id, const struct s
     }
     free(d);
     shoal_registry_counts(r, by_health, &tombstones);
-    reply_json(resp, 200,
+    shoal_api_reply_json(resp, 200,
                json_pack("{s:I, s:o, s:I, s:o, s:o}", "index",
                          (json_int_t)shoal_registry_index(r, NULL), "instances",
                          health_counts_object(by_health), "tombstones", (json_int_t)tombstones,
@@ -1344,7 +1343,7 @@ static void api_resolve(struct shoal_api *api, uint64_t conn_id, const struct sh
     if (!res)
         reply_error(resp, 500, "out of memory");
     else
-        reply_json(resp, 200, res);
+        shoal_api_reply_json(resp, 200, res);
 out:
     free(insts);
     free(filtered);
@@ -1386,7 +1385,7 @@ static void api_release(struct shoal_api *api, uint64_t conn_id, const struct sh
         reply_error(resp, 404, "no lease of %s for this key", echo);
         return;
     }
-    reply_json(resp, 200, json_pack("{s:b, s:i}", "released", 1, "active", left));
+    shoal_api_reply_json(resp, 200, json_pack("{s:b, s:i}", "released", 1, "active", left));
 }
 
 /* ------------------------------------------------------------ routing */

@@ -22,6 +22,8 @@
 #ifndef SHOAL_IO_API_H
 #define SHOAL_IO_API_H
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,5 +94,10 @@ size_t shoal_api_waiting(const struct shoal_api *api);
 /* Drops every waiting query (their connections close with the server) and
  * frees what the API allocated. */
 void shoal_api_close(struct shoal_api *api);
+
+/* Dumps v (and releases it; NULL means out of memory) into resp as JSON with
+ * the given status; 500 with a JSON error when it cannot be dumped. Shared by
+ * the native API and the web UI (io/ui.c). */
+void shoal_api_reply_json(struct shoal_http_resp *resp, int status, json_t *v);
 
 #endif

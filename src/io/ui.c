@@ -68,21 +68,9 @@ static void reply_text(struct shoal_http_resp *resp, int status, const char *con
         resp->status = 500; /* the server sends an empty body */
 }
 
-static void reply_json(struct shoal_http_resp *resp, int status, json_t *v)
-{
-    resp->status = status;
-    resp->content_type = "application/json";
-    resp->body = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    if (!resp->body) {
-        resp->status = 500;
-        resp->body = strdup("{\"error\":\"out of memory\"}");
-    }
-}
-
 static void reply_error(struct shoal_http_resp *resp, int status, const char *msg)
 {
-    reply_json(resp, status, json_pack("{s:s}", "error", msg));
+    shoal_api_reply_json(resp, status, json_pack("{s:s}", "error", msg));
 }
 
 /* ------------------------------------------------------- static files */
@@ -387,7 +375,7 @@ static void api_cluster(struct shoal_api *api, uint64_t conn_id, const struct sh
         if (!v)
             reply_error(resp, 500, "out of memory");
         else
-            reply_json(resp, 200, v);
+            shoal_api_reply_json(resp, 200, v);
         return;
     }
     if (ui->n >= SHOAL_UI_MAX_WAITERS) {
